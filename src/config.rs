@@ -1,0 +1,97 @@
+//! The command line of `d_back`: every flag, its environment variable and default.
+//!
+//! Precedence is flag, then environment variable, then default (clap's `env`
+//! feature does the layering). This module only describes and converts
+//! settings; starting the server is `main`'s job.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use d_back::{MockWorld, Server, ServerBuilder};
+
+/// The backend of d-zone: a WebSocket + HTTP server that shows the members of
+/// Discord servers as actors in the d-zone client.
+///
+/// With no data source configured it serves a built-in world of four Discord
+/// servers whose users change status and chat on their own. Open
+/// http://localhost:3000/ for the built-in page, or point the d-zone client at
+/// ws://localhost:3000/ with `?socketURL=`.
+#[derive(Debug, Parser)]
+#[command(name = "d_back", version, about, long_about)]
+pub struct Cli {
+    /// Host name or address to listen on; 0.0.0.0 listens on every interface.
+    #[arg(long, env = "D_BACK_HOST", default_value = "localhost")]
+    pub host: String,
+
+    /// Port for HTTP and WebSocket alike; 0 picks a free port.
+    #[arg(long, env = "D_BACK_PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Serve this directory (e.g. a built d-zone client) instead of the built-in page.
+    #[arg(long, env = "D_BACK_STATIC_DIR", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Log filter, e.g. `info` or `d_back=debug`; overrides RUST_LOG (default: info).
+    #[arg(long, env = "D_BACK_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Log line format.
+    #[arg(long, env = "D_BACK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Largest WebSocket frame a client may send, in bytes; larger ones close with 1009.
+    #[arg(long, env = "D_BACK_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_name = "BYTES")]
+    pub max_frame_bytes: usize,
+
+    /// Frames that may wait for one slow client before chat lines are dropped.
+    #[arg(long, env = "D_BACK_OUTBOX_FRAMES", default_value_t = 256, value_name = "FRAMES")]
+    pub outbox_frames: usize,
+
+    /// Seconds between pings to idle clients; a client silent for two periods is dropped.
+    #[arg(long, env = "D_BACK_PING_INTERVAL", default_value_t = 20.0, value_name = "SECONDS")]
+    pub ping_interval: f64,
+
+    /// Built-in world: seconds between random status changes (0 turns them off).
+    #[arg(long, env = "D_BACK_MOCK_PRESENCE_EVERY", default_value_t = 4.0, value_name = "SECONDS")]
+    pub mock_presence_every: f64,
+
+    /// Built-in world: seconds between random chat lines (0 turns them off).
+    #[arg(long, env = "D_BACK_MOCK_MESSAGE_EVERY", default_value_t = 5.0, value_name = "SECONDS")]
+    pub mock_message_every: f64,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Cli {
+    /// Turns the settings into a server builder, or says which value is wrong.
+    pub fn builder(&self) -> Result<ServerBuilder, String> {
+        let world = MockWorld::new().with_cadence(
+            seconds("--mock-presence-every", self.mock_presence_every)?,
+            seconds("--mock-message-every", self.mock_message_every)?,
+        );
+        let mut builder = Server::builder()
+            .host(&self.host)
+            .port(self.port)
+            .provider(world)
+            .max_frame_bytes(self.max_frame_bytes)
+            .outbox_frames(self.outbox_frames)
+            .ping_interval(seconds("--ping-interval", self.ping_interval)?);
+        if let Some(dir) = &self.static_dir {
+            builder = builder.static_dir(dir);
+        }
+        Ok(builder)
+    }
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("{flag} must be a number of seconds of 0 or more, not {value}"))
+}

@@ -1,0 +1,135 @@
+//! Everything on the port that is not a WebSocket conversation: the router,
+//! the upgrade onto a [`session`](crate::session), `/api/version`, and the
+//! hand-off to the provider's own paths and to static files.
+//!
+//! WebSocket upgrades are accepted on any path, because the d-zone client
+//! connects to `<page path>/ws` and a reverse proxy may add a prefix.
+
+mod static_site;
+
+pub(crate) use static_site::StaticSite;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::hub::{Hub, call_provider};
+use crate::server::Limits;
+use crate::session;
+
+/// Bytes a connection's socket reader starts with; small, since client frames are small.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes gathered before a write reaches the socket; a batch is flushed anyway.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// What every request handler may need.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// Shared state of the watched Discord servers.
+    pub hub: Hub,
+    /// Per-connection limits.
+    pub limits: Arc<Limits>,
+    /// Where non-API paths are served from.
+    pub site: Arc<StaticSite>,
+    /// Cancelled when the server shuts down; sessions close with 1001.
+    pub shutdown: CancellationToken,
+    /// Tracks sessions so shutdown can wait for them.
+    pub sessions: TaskTracker,
+}
+
+/// The whole HTTP surface of the server.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/version", get(version))
+        .fallback(any_path)
+        .with_state(state)
+}
+
+/// `GET /api/version`: which build is answering.
+async fn version() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// Every other path: a WebSocket upgrade, a provider's own response, or a static file.
+async fn any_path(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => return accept_websocket(upgrade, state, peer),
+        Err(rejection) if wants_websocket(&request) => return rejection.into_response(),
+        Err(_) => {}
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+            "only GET and HEAD are served here\n",
+        )
+            .into_response();
+    }
+    let path = request.uri().path().to_owned();
+    let provider = Arc::clone(state.hub.provider());
+    match call_provider(async { Ok(provider.static_response(&path).await) }).await {
+        Ok(Some(custom)) => return custom_response(custom),
+        Ok(None) => {}
+        Err(error) => {
+            warn!(%error, path, "the provider failed to answer a static request");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "the data provider failed\n")
+                .into_response();
+        }
+    }
+    state.site.respond(request).await
+}
+
+fn wants_websocket(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn accept_websocket(upgrade: WebSocketUpgrade, state: AppState, peer: SocketAddr) -> Response {
+    let limits = &state.limits;
+    let max = limits.max_frame_bytes;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(WRITE_BUFFER_BYTES + 2 * max + 1024 * 1024)
+        .on_upgrade(move |socket| {
+            let AppState {
+                hub,
+                limits,
+                shutdown,
+                sessions,
+                ..
+            } = state;
+            sessions.track_future(session::run(socket, hub, limits, shutdown, peer))
+        })
+}
+
+fn custom_response(custom: crate::provider::StaticResponse) -> Response {
+    let status = StatusCode::from_u16(custom.status).unwrap_or(StatusCode::OK);
+    let content_type = HeaderValue::from_str(&custom.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(custom.body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

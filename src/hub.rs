@@ -1,0 +1,441 @@
+//! The truth about every watched Discord server, and the fan-out of its events.
+//!
+//! For each Discord server that at least one connection watches, the hub keeps
+//! the roster with current statuses, the OAuth2 client id, and the outboxes of
+//! its watchers. A broadcast updates that state, encodes the frame once, and
+//! pushes a cheap clone of the bytes into each watcher's bounded outbox. Nothing
+//! here ever waits on a socket, so a stalled browser cannot slow a broadcast.
+//!
+//! A server's state is loaded from the [`DataProvider`] when its first watcher
+//! arrives and dropped when its last watcher leaves, so memory follows what is
+//! being watched. Broadcasts for servers nobody watches are counted and
+//! otherwise ignored: the provider remains the source of truth for them.
+//!
+//! One `std::sync::Mutex` guards all servers. It is never held across an
+//! `.await`, and a broadcast holds it only for the pushes, which are pointer
+//! moves; this keeps the join/leave/broadcast ordering obvious.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::task::AbortHandle;
+
+use crate::outbox::{Frame, Outbox, Pushed, Urgency};
+use crate::protocol::{
+    ChatMessage, ClientIdData, JoinRequestEcho, Outgoing, PresenceUpdate, Roster, ServerInfo,
+    ServerJoin, Snowflake, User,
+};
+use crate::provider::{DataProvider, ProviderError};
+
+/// How long a provider may take to answer before the client is told it failed.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Outbox key under which `update-clientid` frames collapse.
+const CLIENT_ID_KEY: &str = "\0client-id";
+
+/// Cheap-to-clone handle to the server's shared state; usable from any task.
+///
+/// Sources of live data (the built-in simulator, a Discord connection, your own
+/// bot code) call its `broadcast_*` methods. They never block on clients.
+///
+/// ```
+/// use d_back::{ChatMessage, PresenceUpdate, Server, Status};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), d_back::StartError> {
+/// let server = Server::builder().host("127.0.0.1").port(0).bind().await?;
+/// let hub = server.hub();
+/// let reached = hub.broadcast_presence("232769614004748288", PresenceUpdate::new("123456789012345001", Status::Idle));
+/// assert_eq!(reached, 0, "nobody is watching yet");
+/// hub.broadcast_message("232769614004748288", ChatMessage {
+///     uid: "123456789012345001".into(),
+///     message: "hello".into(),
+///     channel: "1".into(),
+/// });
+/// assert_eq!(hub.connections(), 0);
+/// server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("connections", &self.connections())
+            .finish_non_exhaustive()
+    }
+}
+
+struct HubInner {
+    /// Answers the questions the hub cannot: who exists, who is in a server.
+    provider: Arc<dyn DataProvider>,
+    /// Watched Discord servers by snowflake.
+    guilds: Mutex<HashMap<Snowflake, Guild>>,
+    /// Open WebSocket connections, joined or not.
+    connections: AtomicUsize,
+    /// Source of connection ids, which key the watcher maps.
+    next_connection: AtomicU64,
+    /// Event counters, for operators.
+    stats: Stats,
+}
+
+/// Running totals since the server started.
+#[derive(Debug, Default)]
+struct Stats {
+    broadcasts: AtomicU64,
+    frames_queued: AtomicU64,
+    frames_dropped: AtomicU64,
+    slow_clients_closed: AtomicU64,
+}
+
+/// Totals since the server started, for dashboards and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Broadcasts made, whether or not anyone watched.
+    pub broadcasts: u64,
+    /// Frames handed to watchers' outboxes.
+    pub frames_queued: u64,
+    /// Chat lines (and superseded presences) not delivered to clients that were behind.
+    pub frames_dropped: u64,
+    /// Connections closed because they could not keep up.
+    pub slow_clients_closed: u64,
+}
+
+/// One watched Discord server.
+struct Guild {
+    /// Current users and statuses; what a new watcher's `server-join` shows.
+    roster: Roster,
+    /// OAuth2 application id for this server's login button.
+    client_id: Option<String>,
+    /// Outboxes of the connections watching, by connection id.
+    watchers: HashMap<u64, Arc<Outbox>>,
+    /// The provider's activity for this server, stopped with the last watcher.
+    activity: Option<AbortHandle>,
+}
+
+impl Drop for Guild {
+    fn drop(&mut self) {
+        if let Some(activity) = self.activity.take() {
+            activity.abort();
+        }
+    }
+}
+
+/// Counts a connection while it lives.
+pub(crate) struct ConnectionGuard {
+    hub: Hub,
+    /// This connection's id in watcher maps.
+    pub id: u64,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.hub.inner.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Hub {
+    pub(crate) fn new(provider: Arc<dyn DataProvider>) -> Self {
+        Self {
+            inner: Arc::new(HubInner {
+                provider,
+                guilds: Mutex::new(HashMap::new()),
+                connections: AtomicUsize::new(0),
+                next_connection: AtomicU64::new(1),
+                stats: Stats::default(),
+            }),
+        }
+    }
+
+    fn guilds(&self) -> MutexGuard<'_, HashMap<Snowflake, Guild>> {
+        // A panic elsewhere never leaves a guild half-updated (every update is a
+        // single map operation), so a poisoned lock is safe to keep using.
+        self.inner.guilds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn provider(&self) -> &Arc<dyn DataProvider> {
+        &self.inner.provider
+    }
+
+    pub(crate) fn open_connection(&self) -> ConnectionGuard {
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard {
+            hub: self.clone(),
+            id: self.inner.next_connection.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Sends a user's presence change to everyone watching `server` and records it
+    /// in the roster; returns how many connections it was queued for.
+    ///
+    /// A presence with `username` for an unknown user adds them; `delete` removes them.
+    pub fn broadcast_presence(&self, server: &str, update: PresenceUpdate) -> usize {
+        let text = Outgoing::Presence {
+            server,
+            data: &update,
+        }
+        .encode();
+        let frame = Frame {
+            urgency: Urgency::Collapsible(Arc::from(update.uid.as_str())),
+            text: text.into(),
+        };
+        let mut guilds = self.guilds();
+        let Some(guild) = guilds.get_mut(server) else {
+            self.count_broadcast(0);
+            return 0;
+        };
+        apply_presence(&mut guild.roster, update);
+        self.fan_out(guild, frame)
+    }
+
+    /// Sends a chat line to everyone watching `server`; returns how many it was queued for.
+    pub fn broadcast_message(&self, server: &str, message: ChatMessage) -> usize {
+        let text = Outgoing::Message {
+            server,
+            data: &message,
+        }
+        .encode();
+        let frame = Frame {
+            urgency: Urgency::Droppable,
+            text: text.into(),
+        };
+        match self.guilds().get_mut(server) {
+            Some(guild) => self.fan_out(guild, frame),
+            None => self.count_broadcast(0),
+        }
+    }
+
+    /// Changes the OAuth2 client id of `server` and tells its watchers.
+    pub fn broadcast_client_id(&self, server: &str, client_id: &str) -> usize {
+        let text = Outgoing::UpdateClientId {
+            server,
+            data: ClientIdData { client_id },
+        }
+        .encode();
+        let frame = Frame {
+            urgency: Urgency::Collapsible(Arc::from(CLIENT_ID_KEY)),
+            text: text.into(),
+        };
+        match self.guilds().get_mut(server) {
+            Some(guild) => {
+                guild.client_id = Some(client_id.to_owned());
+                self.fan_out(guild, frame)
+            }
+            None => self.count_broadcast(0),
+        }
+    }
+
+    /// Open WebSocket connections, joined to a server or not.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections currently watching `server` (by snowflake).
+    pub fn watchers(&self, server: &str) -> usize {
+        self.guilds().get(server).map_or(0, |g| g.watchers.len())
+    }
+
+    /// Snowflakes of the servers at least one connection watches.
+    pub fn watched_servers(&self) -> Vec<Snowflake> {
+        self.guilds().keys().cloned().collect()
+    }
+
+    /// The current roster of a watched server, or `None` if nobody watches it.
+    pub fn roster(&self, server: &str) -> Option<Roster> {
+        self.guilds().get(server).map(|g| g.roster.clone())
+    }
+
+    /// User ids in a watched server's roster (empty if nobody watches it).
+    pub fn member_ids(&self, server: &str) -> Vec<String> {
+        self.guilds()
+            .get(server)
+            .map(|g| g.roster.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Totals since the server started.
+    pub fn stats(&self) -> HubStats {
+        let s = &self.inner.stats;
+        HubStats {
+            broadcasts: s.broadcasts.load(Ordering::Relaxed),
+            frames_queued: s.frames_queued.load(Ordering::Relaxed),
+            frames_dropped: s.frames_dropped.load(Ordering::Relaxed),
+            slow_clients_closed: s.slow_clients_closed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count_broadcast(&self, reached: usize) -> usize {
+        self.inner.stats.broadcasts.fetch_add(1, Ordering::Relaxed);
+        reached
+    }
+
+    fn fan_out(&self, guild: &Guild, frame: Frame) -> usize {
+        let (mut queued, mut dropped, mut overflowed) = (0u64, 0u64, 0u64);
+        for outbox in guild.watchers.values() {
+            match outbox.push(frame.clone()) {
+                Pushed::Queued => queued += 1,
+                Pushed::Degraded => {
+                    queued += 1;
+                    dropped += 1;
+                }
+                Pushed::Dropped => dropped += 1,
+                Pushed::Overflowed => overflowed += 1,
+            }
+        }
+        let stats = &self.inner.stats;
+        stats.frames_queued.fetch_add(queued, Ordering::Relaxed);
+        stats.frames_dropped.fetch_add(dropped, Ordering::Relaxed);
+        stats
+            .slow_clients_closed
+            .fetch_add(overflowed, Ordering::Relaxed);
+        self.count_broadcast(queued as usize)
+    }
+
+    /// Makes `connection` a watcher of `server` and queues its `server-join`.
+    ///
+    /// The roster is loaded from the provider if nobody watched the server yet.
+    /// The `server-join` is queued under the same lock that registers the
+    /// watcher, so the client sees the roster first and then every later change.
+    pub(crate) async fn join(
+        &self,
+        connection: u64,
+        outbox: &Arc<Outbox>,
+        server: &str,
+        info: &ServerInfo,
+        requested: &str,
+    ) -> Result<(), ProviderError> {
+        let loaded = if self.guilds().contains_key(server) {
+            None
+        } else {
+            let provider = self.provider();
+            let roster = call_provider(provider.users(server)).await?;
+            let client_id = call_provider(provider.client_id(server)).await?;
+            Some((roster, client_id))
+        };
+        let mut guilds = self.guilds();
+        let guild = guilds.entry(server.to_owned()).or_insert_with(|| {
+            let (roster, client_id) = loaded.unwrap_or_default();
+            Guild {
+                roster,
+                client_id,
+                watchers: HashMap::new(),
+                activity: None,
+            }
+        });
+        let text = Outgoing::ServerJoin {
+            data: ServerJoin {
+                users: &guild.roster,
+                request: JoinRequestEcho { server: requested },
+                server_name: &info.name,
+                client_id: guild.client_id.as_deref(),
+            },
+        }
+        .encode();
+        outbox.push(Frame {
+            urgency: Urgency::Essential,
+            text: text.into(),
+        });
+        guild.watchers.insert(connection, Arc::clone(outbox));
+        if guild.activity.is_none()
+            && let Some(work) = self.provider().activity(server, self.clone())
+        {
+            guild.activity = Some(tokio::spawn(work).abort_handle());
+        }
+        Ok(())
+    }
+
+    /// Stops `connection` watching `server`; the last watcher out unloads it.
+    pub(crate) fn leave(&self, connection: u64, server: &str) {
+        let mut guilds = self.guilds();
+        if let Some(guild) = guilds.get_mut(server) {
+            guild.watchers.remove(&connection);
+            if guild.watchers.is_empty() {
+                guilds.remove(server);
+            }
+        }
+    }
+
+    /// Stops every server's activity and forgets all state (server shutdown).
+    pub(crate) fn clear(&self) {
+        self.guilds().clear();
+    }
+}
+
+/// Records a presence change in a roster, as the client would apply it.
+fn apply_presence(roster: &mut Roster, update: PresenceUpdate) {
+    if update.delete {
+        roster.shift_remove(&update.uid);
+        return;
+    }
+    match roster.get_mut(&update.uid) {
+        Some(user) => {
+            user.status = update.status;
+            if let Some(name) = update.username {
+                user.username = name;
+            }
+            if let Some(color) = update.role_color {
+                user.role_color = color;
+            }
+        }
+        // The client cannot draw a user without a name, so neither do we.
+        None => {
+            if let Some(name) = update.username {
+                let color = update.role_color.unwrap_or_else(|| "#ffffff".to_owned());
+                let user = User::new(update.uid.clone(), name, update.status, color);
+                roster.insert(update.uid, user);
+            }
+        }
+    }
+}
+
+/// Runs a provider call with a time limit, turning a panic into an error.
+pub(crate) async fn call_provider<T>(
+    call: impl Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    match tokio::time::timeout(PROVIDER_TIMEOUT, AssertUnwindSafe(call).catch_unwind()).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(ProviderError::new(format!("the data provider panicked: {what}")))
+        }
+        Err(_) => Err(ProviderError::new(format!(
+            "the data provider did not answer within {} s",
+            PROVIDER_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Status;
+
+    #[test]
+    fn presence_updates_the_roster_like_the_client_does() {
+        let mut roster = Roster::new();
+        roster.insert("1".into(), User::new("1", "a", Status::Online, "#000000"));
+        apply_presence(&mut roster, PresenceUpdate::new("1", Status::Dnd));
+        assert_eq!(roster["1"].status, Status::Dnd);
+        apply_presence(&mut roster, PresenceUpdate::new("2", Status::Online));
+        assert_eq!(roster.len(), 1, "a nameless unknown user is not drawn");
+        apply_presence(
+            &mut roster,
+            PresenceUpdate::new("2", Status::Idle).with_username("b"),
+        );
+        assert_eq!(roster["2"].role_color, "#ffffff");
+        apply_presence(&mut roster, PresenceUpdate::removed("1"));
+        assert!(!roster.contains_key("1"));
+    }
+}

@@ -1,0 +1,55 @@
+//! # d-back
+//!
+//! The backend of [d-zone](https://github.com/NNTin/d-zone), the ambient-life
+//! visualiser in which every member of a Discord server is a little actor in an
+//! isometric world. One WebSocket + HTTP server on one port tells each browser
+//! which Discord servers exist (`server-list`), gives it the users of the one it
+//! joins (`server-join`), and streams presence changes and chat lines to
+//! everyone watching that server.
+//!
+//! The pieces, in the order data flows:
+//!
+//! - a [`DataProvider`] answers "which servers, which users, is this login
+//!   genuine"; the built-in [`MockWorld`] is the default;
+//! - the [`Hub`] keeps one shared state per watched Discord server and fans out
+//!   broadcasts (encoded once) to the bounded outbox of every watcher;
+//! - each WebSocket is a session that answers `connect` and drains its outbox;
+//! - [`Server`] puts it together on a port, with static files and `/api/version`.
+//!
+//! ```no_run
+//! use d_back::{ChatMessage, PresenceUpdate, Server, Status};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), d_back::StartError> {
+//! let server = Server::builder().port(3000).bind().await?;
+//! let hub = server.hub();
+//! hub.broadcast_presence("232769614004748288", PresenceUpdate::new("123456789012345001", Status::Dnd));
+//! hub.broadcast_message("232769614004748288", ChatMessage {
+//!     uid: "123456789012345001".into(),
+//!     message: "hello from Rust".into(),
+//!     channel: "527964146659229701".into(),
+//! });
+//! tokio::signal::ctrl_c().await.ok();
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod http;
+mod hub;
+mod outbox;
+pub mod protocol;
+pub mod provider;
+mod server;
+mod session;
+
+pub use async_trait::async_trait;
+pub use hub::{Hub, HubStats};
+pub use outbox::CLOSE_TOO_SLOW;
+pub use protocol::{
+    ChatMessage, DiscordUser, PresenceUpdate, Roster, ServerInfo, ServerList, Snowflake, Status,
+    User,
+};
+pub use provider::{DataProvider, MOCK_CHANNEL, MockWorld, ProviderError, StaticResponse};
+pub use server::{RunningServer, Server, ServerBuilder, StartError};
+pub use session::{CLOSE_GOING_AWAY, CLOSE_TOO_BIG};

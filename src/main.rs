@@ -1,0 +1,74 @@
+//! The `d_back` command: parse the command line, set up logging, serve until
+//! SIGINT or SIGTERM, then shut down gracefully.
+//!
+//! Start-up problems (a port in use, a host that does not resolve, a missing
+//! static directory) end the process with one line on stderr and exit code 1,
+//! never a backtrace.
+
+mod config;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use config::{Cli, LogFormat};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let builder = match cli.builder() {
+        Ok(builder) => builder,
+        Err(message) => return fail(&message),
+    };
+    let server = match builder.bind().await {
+        Ok(server) => server,
+        Err(error) => return fail(&error.to_string()),
+    };
+    let addr = server.local_addr();
+    eprintln!("d-back {} serving http://{addr}/ (WebSocket on the same address); Ctrl-C stops it", env!("CARGO_PKG_VERSION"));
+    wait_for_stop_signal().await;
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("d_back: error: {message}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = match &cli.log_level {
+        Some(level) => EnvFilter::try_new(level).ok(),
+        None => EnvFilter::try_from_default_env().ok(),
+    }
+    .unwrap_or_else(|| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

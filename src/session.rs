@@ -1,0 +1,316 @@
+//! One WebSocket connection's life, from `server-list` to close.
+//!
+//! A session is two tasks. The reader (this module's [`run`]) decodes the
+//! client's frames, answers `connect` by asking the provider and registering
+//! with the hub, and watches for shutdown and silence. The writer drains the
+//! connection's [`Outbox`] and writes each batch in one flush, sends pings, and
+//! gives up on a socket that stays blocked. Everything the client receives,
+//! replies included, goes through the outbox, so ordering is the hub's order.
+//!
+//! A session never lets a client's mistake end the connection: bad frames get
+//! an `error` frame and the session goes on. Only a frame over the size limit
+//! (1009), a client that cannot keep up (1013), silence, or shutdown (1001)
+//! end it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use subtle::ConstantTimeEq;
+use tokio::time::{Instant, interval_at, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::hub::{Hub, call_provider};
+use crate::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
+use crate::protocol::{ConnectRequest, ErrorData, Incoming, Outgoing, ServerInfo, errors};
+use crate::server::Limits;
+
+/// Close code for a frame over the size limit (RFC 6455 "Message Too Big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code sent to every client when the server shuts down ("Going Away").
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// How long a close frame may take to leave before the socket is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves one upgraded WebSocket until either side ends it.
+pub(crate) async fn run(
+    socket: WebSocket,
+    hub: Hub,
+    limits: Arc<Limits>,
+    shutdown: CancellationToken,
+    peer: SocketAddr,
+) {
+    let connection = hub.open_connection();
+    let id = connection.id;
+    info!(%peer, connection = id, "client connected");
+    let (sink, mut stream) = socket.split();
+    let outbox = Arc::new(Outbox::new(limits.outbox_frames));
+    let writer_gone = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        Arc::clone(&outbox),
+        Arc::clone(&limits),
+        writer_gone.clone(),
+    ));
+    let mut session = Session {
+        hub,
+        id,
+        peer,
+        outbox: Arc::clone(&outbox),
+        watching: None,
+    };
+    session.send_server_list().await;
+
+    let close = tokio::select! {
+        _ = shutdown.cancelled() => Some(CLOSE_GOING_AWAY),
+        _ = writer_gone.cancelled() => None,
+        code = session.read_until_end(&mut stream, &limits) => code,
+    };
+    let reason = match close {
+        Some(CLOSE_GOING_AWAY) => "server is shutting down",
+        Some(CLOSE_TOO_BIG) => "frame too big",
+        _ => "",
+    };
+    session.stop_watching();
+    outbox.close(CloseRequest {
+        code: close,
+        reason,
+    });
+    if timeout(CLOSE_GRACE * 2, writer).await.is_err() {
+        debug!(connection = id, "writer did not finish in time");
+    }
+    info!(%peer, connection = id, close_code = close, "client disconnected");
+}
+
+/// The reader's state for one connection.
+struct Session {
+    hub: Hub,
+    /// Key of this connection in the hub's watcher maps.
+    id: u64,
+    /// For logs.
+    peer: SocketAddr,
+    /// Where every frame for this client goes.
+    outbox: Arc<Outbox>,
+    /// Snowflake of the Discord server this connection currently watches.
+    watching: Option<String>,
+}
+
+impl Session {
+    /// Reads frames until the client leaves; returns the close code to send, if any.
+    async fn read_until_end(
+        &mut self,
+        stream: &mut SplitStream<WebSocket>,
+        limits: &Limits,
+    ) -> Option<u16> {
+        // A live client answers our pings, so silence for two ping periods means it is gone.
+        let silence = limits.ping_interval * 2 + Duration::from_secs(1);
+        loop {
+            let message = match timeout(silence, stream.next()).await {
+                Err(_) => {
+                    info!(peer = %self.peer, "client silent for {silence:?}; dropping it");
+                    return None;
+                }
+                Ok(None) => return None,
+                Ok(Some(Err(error))) => return self.read_failed(error, limits),
+                Ok(Some(Ok(message))) => message,
+            };
+            match message {
+                Message::Text(text) => self.handle(text.as_str()).await,
+                Message::Binary(bytes) => match std::str::from_utf8(&bytes) {
+                    Ok(text) => self.handle(text).await,
+                    Err(_) => self.send_error(errors::INVALID_BINARY),
+                },
+                Message::Close(_) => return None,
+                Message::Ping(_) | Message::Pong(_) => {}
+            }
+        }
+    }
+
+    fn read_failed(&self, error: axum::Error, limits: &Limits) -> Option<u16> {
+        let too_big = error
+            .into_inner()
+            .downcast_ref::<tungstenite::Error>()
+            .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+        if too_big {
+            info!(
+                peer = %self.peer,
+                limit = limits.max_frame_bytes,
+                "client sent a frame over the size limit; closing with 1009"
+            );
+            Some(CLOSE_TOO_BIG)
+        } else {
+            debug!(peer = %self.peer, "read error; dropping connection");
+            None
+        }
+    }
+
+    async fn handle(&mut self, text: &str) {
+        debug!(peer = %self.peer, bytes = text.len(), "frame received");
+        match Incoming::decode(text) {
+            Ok(Incoming::Connect(request)) => self.connect(request).await,
+            Err(error) => self.send_error(error.message()),
+        }
+    }
+
+    async fn send_server_list(&self) {
+        match call_provider(self.hub.provider().servers()).await {
+            Ok(servers) => self.push(
+                Outgoing::ServerList { data: &servers }.encode(),
+                Urgency::Essential,
+            ),
+            Err(error) => {
+                warn!(%error, "could not list servers for a new client");
+                self.send_error(errors::PROVIDER_FAILED);
+            }
+        }
+    }
+
+    async fn connect(&mut self, request: ConnectRequest) {
+        let servers = match call_provider(self.hub.provider().servers()).await {
+            Ok(servers) => servers,
+            Err(error) => {
+                warn!(%error, "could not list servers for a connect request");
+                return self.send_error(errors::PROVIDER_FAILED);
+            }
+        };
+        let wanted = request.server.as_str();
+        let Some((snowflake, info)) = servers
+            .iter()
+            .find(|(_, info)| info.id == wanted || (wanted == "default" && info.default))
+        else {
+            debug!(peer = %self.peer, server = wanted, "connect to an unknown server");
+            return self.send_error(errors::NO_SUCH_SERVER);
+        };
+        if info.passworded
+            && let Err(refusal) = self.authorize(snowflake, info, &request).await
+        {
+            info!(peer = %self.peer, server = %info.id, "join refused: {refusal}");
+            return self.send_error(refusal);
+        }
+        if self.watching.as_deref() != Some(snowflake.as_str()) {
+            self.stop_watching();
+        }
+        match self
+            .hub
+            .join(self.id, &self.outbox, snowflake, info, wanted)
+            .await
+        {
+            Ok(()) => {
+                info!(peer = %self.peer, server = %info.id, "client joined");
+                self.watching = Some(snowflake.clone());
+            }
+            Err(error) => {
+                warn!(%error, server = %info.id, "could not load a server's users");
+                self.send_error(errors::PROVIDER_FAILED);
+            }
+        }
+    }
+
+    /// Admits a client to a passworded server, or says which sentence to show.
+    async fn authorize(
+        &self,
+        snowflake: &str,
+        info: &ServerInfo,
+        request: &ConnectRequest,
+    ) -> Result<(), &'static str> {
+        if let (Some(given), Some(expected)) = (&request.password, &info.password)
+            && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+        {
+            return Ok(());
+        }
+        let (Some(token), Some(user)) = (&request.discord_token, &request.discord_user) else {
+            return Err(errors::AUTH_REQUIRED);
+        };
+        let check = self
+            .hub
+            .provider()
+            .validate_discord_user(snowflake, token, user);
+        match call_provider(check).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(errors::AUTH_FAILED),
+            Err(error) => {
+                warn!(%error, "OAuth2 validation failed; refusing the login");
+                Err(errors::AUTH_FAILED)
+            }
+        }
+    }
+
+    fn stop_watching(&mut self) {
+        if let Some(server) = self.watching.take() {
+            self.hub.leave(self.id, &server);
+        }
+    }
+
+    fn send_error(&self, message: &str) {
+        self.push(
+            Outgoing::Error {
+                data: ErrorData { message },
+            }
+            .encode(),
+            Urgency::Essential,
+        );
+    }
+
+    fn push(&self, text: String, urgency: Urgency) {
+        self.outbox.push(Frame {
+            urgency,
+            text: text.into(),
+        });
+    }
+}
+
+/// Writes the outbox to the socket in batches, and pings, until told to stop.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    outbox: Arc<Outbox>,
+    limits: Arc<Limits>,
+    gone: CancellationToken,
+) {
+    let _tell_reader = gone.drop_guard();
+    let mut batch = Vec::new();
+    let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    loop {
+        let next = tokio::select! {
+            next = outbox.next(&mut batch) => next,
+            _ = ping.tick() => {
+                match timeout(limits.stall_timeout, sink.send(Message::Ping(Default::default()))).await {
+                    Ok(Ok(())) => continue,
+                    _ => return,
+                }
+            }
+        };
+        match next {
+            Next::Frames => {
+                let write = async {
+                    for frame in batch.drain(..) {
+                        sink.feed(Message::Text(frame.text)).await?;
+                    }
+                    sink.flush().await
+                };
+                match timeout(limits.stall_timeout, write).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        info!("client stopped reading for {:?}; dropping it", limits.stall_timeout);
+                        return;
+                    }
+                }
+            }
+            Next::Close(request) => {
+                if let Some(code) = request.code {
+                    let frame = CloseFrame {
+                        code,
+                        reason: request.reason.into(),
+                    };
+                    let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+                }
+                return;
+            }
+        }
+    }
+}
