@@ -28,17 +28,12 @@ pub const MOCK_CHANNEL: &str = "527964146659229701";
 /// Snowflake of the built-in OAuth2-protected server, whose login check accepts anyone.
 const MOCK_OAUTH_SERVER: &str = "123456789012345678";
 
-/// What the built-in world's users say.
+/// What the built-in world's users say: the reference server's lines, which d-zone users know.
 const CHAT_LINES: &[&str] = &[
     "hello",
-    "hi there!",
-    "how is everyone?",
-    "anyone here?",
-    "good morning",
-    "this is d-zone",
-    "brb",
-    "lol",
-    "nice",
+    "how are you?",
+    "this is a test message",
+    "D-Zone rocks!",
     "what's up?",
 ];
 

@@ -1,0 +1,163 @@
+//! Bad and slow clients, over real sockets: oversized frames, clients that stop
+//! reading or go silent, and shutdown with clients still connected.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use d_back::{
+    CLOSE_GOING_AWAY, CLOSE_TOO_BIG, ChatMessage, MockWorld, PresenceUpdate, Server, Status,
+};
+use serde_json::json;
+
+fn quiet_world() -> MockWorld {
+    MockWorld::new().with_cadence(Duration::ZERO, Duration::ZERO)
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_only_its_sender_with_1009() {
+    let server = start(Server::builder().provider(quiet_world())).await;
+    let addr = server.local_addr();
+    let (mut bystander, _) = Client::joined(addr, "dworld").await;
+    let (mut big, _) = Client::joined(addr, "dworld").await;
+
+    // Just under the default 64 KiB limit: an ordinary bad frame, answered and survived.
+    big.send_text(&"x".repeat(60 * 1024)).await;
+    assert_eq!(error_message(&big.recv().await), "Invalid JSON");
+
+    let padding = "x".repeat(70 * 1024);
+    big.send(json!({"type": "connect", "data": {"server": "dworld", "pad": padding}}))
+        .await;
+    assert_eq!(big.expect_close().await, CLOSE_TOO_BIG);
+
+    server.hub().broadcast_message(
+        DWORLD,
+        ChatMessage {
+            uid: "123456789012345001".into(),
+            message: "still here".into(),
+            channel: "c".into(),
+        },
+    );
+    assert_eq!(bystander.recv().await["data"]["message"], "still here");
+    eventually("the big sender is gone", || server.hub().connections() == 1).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_frame_limit_is_configurable() {
+    let server = start(
+        Server::builder()
+            .provider(quiet_world())
+            .max_frame_bytes(2048),
+    )
+    .await;
+    let (mut client, _) = Client::connect(server.local_addr()).await;
+    client.send_text(&"y".repeat(3000)).await;
+    assert_eq!(client.expect_close().await, CLOSE_TOO_BIG);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_does_not_delay_the_others() {
+    let server = start(
+        Server::builder()
+            .provider(quiet_world())
+            .outbox_frames(32)
+            .stall_timeout(Duration::from_millis(500)),
+    )
+    .await;
+    let addr = server.local_addr();
+    let hub = server.hub();
+    let (_stalled, _) = Client::joined(addr, "dworld").await;
+    let (mut healthy, _) = Client::joined(addr, "dworld").await;
+
+    // 16 KiB lines, far more than socket buffers hold: the stalled client's
+    // socket fills, its outbox sheds chat, and the healthy client gets every
+    // line right after it is sent.
+    let line = "z".repeat(16 * 1024);
+    for i in 0..1500 {
+        hub.broadcast_message(
+            DWORLD,
+            ChatMessage {
+                uid: "123456789012345001".into(),
+                message: format!("{i} {line}"),
+                channel: "c".into(),
+            },
+        );
+        let frame = healthy.recv().await;
+        let text = frame["data"]["message"].as_str().unwrap();
+        assert!(text.starts_with(&format!("{i} ")), "line {i} arrives in order");
+    }
+    assert!(hub.stats().frames_dropped > 0, "the stalled client shed frames");
+    eventually("the stalled client is dropped", || hub.connections() == 1).await;
+
+    // The survivor is still served.
+    hub.broadcast_presence(DWORLD, PresenceUpdate::new("123456789012345001", Status::Idle));
+    assert_eq!(healthy.recv().await["type"], "presence");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_clients_are_dropped_and_live_ones_kept() {
+    let server = start(
+        Server::builder()
+            .provider(quiet_world())
+            .ping_interval(Duration::from_millis(100)),
+    )
+    .await;
+    let addr = server.local_addr();
+    let hub = server.hub();
+    // Never polled after the handshake, so it never answers a ping.
+    let (silent, _) = Client::connect(addr).await;
+    let (mut live, _) = Client::joined(addr, "dworld").await;
+    assert_eq!(hub.connections(), 2);
+    // The live client reads (and so answers pings) for well over two ping periods.
+    assert!(live.next_json(Duration::from_millis(800)).await.is_none());
+    eventually("the silent client is dropped", || hub.connections() == 1).await;
+    live.join("repos").await;
+    drop(silent);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_client_with_1001_and_the_server_can_start_again() {
+    let server = start(Server::builder().provider(quiet_world())).await;
+    let addr = server.local_addr();
+    let mut clients = Vec::new();
+    for target in ["dworld", "repos", "docs"] {
+        clients.push(Client::joined(addr, target).await.0);
+    }
+    let (idle, _) = Client::connect(addr).await;
+    clients.push(idle);
+
+    let started = Instant::now();
+    server.shutdown().await;
+    let took = started.elapsed();
+    for client in &mut clients {
+        assert_eq!(client.expect_close().await, CLOSE_GOING_AWAY);
+    }
+    // The close is immediate; this bound only catches a shutdown that hangs.
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+
+    // Same process, same port: serving again works.
+    let again = Server::builder()
+        .provider(quiet_world())
+        .host("127.0.0.1")
+        .port(addr.port())
+        .bind()
+        .await
+        .expect("the port is free again");
+    let (mut client, _) = Client::joined(again.local_addr(), "dworld").await;
+    again.hub().broadcast_message(
+        DWORLD,
+        ChatMessage {
+            uid: "123456789012345001".into(),
+            message: "second life".into(),
+            channel: "c".into(),
+        },
+    );
+    assert_eq!(client.recv().await["data"]["message"], "second life");
+    again.shutdown().await;
+}
