@@ -45,19 +45,39 @@ pub struct Cli {
     pub max_frame_bytes: usize,
 
     /// Frames that may wait for one slow client before chat lines are dropped.
-    #[arg(long, env = "D_BACK_OUTBOX_FRAMES", default_value_t = 256, value_name = "FRAMES")]
+    #[arg(
+        long,
+        env = "D_BACK_OUTBOX_FRAMES",
+        default_value_t = 256,
+        value_name = "FRAMES"
+    )]
     pub outbox_frames: usize,
 
     /// Seconds between pings to idle clients; a client silent for two periods is dropped.
-    #[arg(long, env = "D_BACK_PING_INTERVAL", default_value_t = 20.0, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "D_BACK_PING_INTERVAL",
+        default_value_t = 20.0,
+        value_name = "SECONDS"
+    )]
     pub ping_interval: f64,
 
     /// Built-in world: seconds between random status changes (0 turns them off).
-    #[arg(long, env = "D_BACK_MOCK_PRESENCE_EVERY", default_value_t = 4.0, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "D_BACK_MOCK_PRESENCE_EVERY",
+        default_value_t = 4.0,
+        value_name = "SECONDS"
+    )]
     pub mock_presence_every: f64,
 
     /// Built-in world: seconds between random chat lines (0 turns them off).
-    #[arg(long, env = "D_BACK_MOCK_MESSAGE_EVERY", default_value_t = 5.0, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "D_BACK_MOCK_MESSAGE_EVERY",
+        default_value_t = 5.0,
+        value_name = "SECONDS"
+    )]
     pub mock_message_every: f64,
 }
 

@@ -408,7 +408,9 @@ pub(crate) async fn call_provider<T>(
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(ProviderError::new(format!("the data provider panicked: {what}")))
+            Err(ProviderError::new(format!(
+                "the data provider panicked: {what}"
+            )))
         }
         Err(_) => Err(ProviderError::new(format!(
             "the data provider did not answer within {} s",

@@ -53,3 +53,8 @@ pub use protocol::{
 pub use provider::{DataProvider, MOCK_CHANNEL, MockWorld, ProviderError, StaticResponse};
 pub use server::{RunningServer, Server, ServerBuilder, StartError};
 pub use session::{CLOSE_GOING_AWAY, CLOSE_TOO_BIG};
+
+/// The README's examples, compiled as doctests so they cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -27,7 +27,10 @@ async fn main() -> ExitCode {
         Err(error) => return fail(&error.to_string()),
     };
     let addr = server.local_addr();
-    eprintln!("d-back {} serving http://{addr}/ (WebSocket on the same address); Ctrl-C stops it", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "d-back {} serving http://{addr}/ (WebSocket on the same address); Ctrl-C stops it",
+        env!("CARGO_PKG_VERSION")
+    );
     wait_for_stop_signal().await;
     server.shutdown().await;
     ExitCode::SUCCESS
@@ -44,7 +47,9 @@ fn init_logging(cli: &Cli) {
         None => EnvFilter::try_from_default_env().ok(),
     }
     .unwrap_or_else(|| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),

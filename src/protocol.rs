@@ -94,6 +94,22 @@ pub enum Status {
 impl Status {
     /// Every status, for picking one at random.
     pub const ALL: [Status; 4] = [Status::Online, Status::Idle, Status::Dnd, Status::Offline];
+
+    /// The status as the wire spells it: `online`, `idle`, `dnd` or `offline`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Online => "online",
+            Status::Idle => "idle",
+            Status::Dnd => "dnd",
+            Status::Offline => "offline",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One actor in the world.
@@ -498,7 +514,10 @@ mod tests {
             Incoming::decode(r#"{"type":"dance"}"#).unwrap_err(),
             DecodeError::UnknownType
         );
-        assert_eq!(Incoming::decode("[1,2]").unwrap_err(), DecodeError::UnknownType);
+        assert_eq!(
+            Incoming::decode("[1,2]").unwrap_err(),
+            DecodeError::UnknownType
+        );
         assert_eq!(Incoming::decode("7").unwrap_err(), DecodeError::UnknownType);
     }
 

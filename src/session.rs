@@ -296,7 +296,10 @@ async fn write_loop(
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return,
                     Err(_) => {
-                        info!("client stopped reading for {:?}; dropping it", limits.stall_timeout);
+                        info!(
+                            "client stopped reading for {:?}; dropping it",
+                            limits.stall_timeout
+                        );
                         return;
                     }
                 }

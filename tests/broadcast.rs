@@ -42,7 +42,10 @@ async fn broadcasts_reach_only_the_watchers_of_their_server() {
         json!({"type": "message", "server": DWORLD,
             "data": {"uid": "123456789012345001", "message": "hi dworld", "channel": "c1"}})
     );
-    hub.broadcast_presence(REPOS, PresenceUpdate::new("423456789012345001", Status::Dnd));
+    hub.broadcast_presence(
+        REPOS,
+        PresenceUpdate::new("423456789012345001", Status::Dnd),
+    );
     hub.broadcast_client_id(REPOS, "55");
     // What repos' watcher gets next is repos' own frames, so dworld's never reached it.
     let frame = on_repos.recv().await;
@@ -82,10 +85,7 @@ async fn a_late_joiner_sees_the_current_world() {
     let addr = server.local_addr();
     let hub = server.hub();
     let (mut first, join) = Client::joined(addr, "dworld").await;
-    assert_eq!(
-        join["data"]["users"]["123456789012345003"]["status"],
-        "dnd"
-    );
+    assert_eq!(join["data"]["users"]["123456789012345003"]["status"], "dnd");
     hub.broadcast_presence(
         DWORLD,
         PresenceUpdate::new("123456789012345003", Status::Offline),
@@ -109,7 +109,10 @@ async fn a_late_joiner_sees_the_current_world() {
         users["555"],
         json!({"uid": "555", "username": "newcomer", "status": "idle", "roleColor": "#abcdef"})
     );
-    assert!(users.get("123456789012345004").is_none(), "deleted users are gone");
+    assert!(
+        users.get("123456789012345004").is_none(),
+        "deleted users are gone"
+    );
     assert_eq!(users.as_object().unwrap().len(), 4);
     assert_eq!(join["data"]["clientId"], "4242");
     server.shutdown().await;
@@ -127,8 +130,14 @@ async fn two_hundred_clients_join_at_once_and_all_receive_a_broadcast() {
     let mut clients = futures_util::future::join_all(joins).await;
     assert_eq!(hub.connections(), 200);
     assert_eq!(hub.watchers(DWORLD) + hub.watchers(REPOS), 200);
-    assert_eq!(hub.broadcast_message(DWORLD, chat("123456789012345001", "all")), 100);
-    assert_eq!(hub.broadcast_message(REPOS, chat("423456789012345001", "all")), 100);
+    assert_eq!(
+        hub.broadcast_message(DWORLD, chat("123456789012345001", "all")),
+        100
+    );
+    assert_eq!(
+        hub.broadcast_message(REPOS, chat("423456789012345001", "all")),
+        100
+    );
     let received = futures_util::future::join_all(clients.iter_mut().map(|c| c.recv())).await;
     assert!(received.iter().all(|f| f["data"]["message"] == "all"));
     drop(clients);
@@ -182,7 +191,11 @@ async fn the_built_in_world_is_one_shared_living_world() {
     eventually("nobody watches", || hub.watched_servers().is_empty()).await;
     let before = hub.stats().broadcasts;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(hub.stats().broadcasts, before, "no activity without watchers");
+    assert_eq!(
+        hub.stats().broadcasts,
+        before,
+        "no activity without watchers"
+    );
     server.shutdown().await;
 }
 
@@ -210,6 +223,9 @@ async fn a_client_id_from_the_provider_is_in_server_join() {
 
     let server = start(Server::builder().provider(quiet_world())).await;
     let (_client, join) = Client::joined(server.local_addr(), "default").await;
-    assert!(join["data"].get("clientId").is_none(), "absent when unknown");
+    assert!(
+        join["data"].get("clientId").is_none(),
+        "absent when unknown"
+    );
     server.shutdown().await;
 }

@@ -17,7 +17,10 @@ async fn version_answers_get_and_head() {
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), Some("application/json"));
     let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-    assert_eq!(body, serde_json::json!({"version": env!("CARGO_PKG_VERSION")}));
+    assert_eq!(
+        body,
+        serde_json::json!({"version": env!("CARGO_PKG_VERSION")})
+    );
     let head = http(addr, "HEAD", "/api/version").await;
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
@@ -37,12 +40,20 @@ async fn the_built_in_page_is_served_and_nothing_else() {
         );
         let text = page.text();
         assert!(text.contains("/api/version"), "the page shows the version");
-        assert!(text.contains("socketURL"), "the page links the d-zone client here");
+        assert!(
+            text.contains("socketURL"),
+            "the page links the d-zone client here"
+        );
     }
     let head = http(addr, "HEAD", "/").await;
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
-    for path in ["/missing.js", "/../Cargo.toml", "/%2e%2e/Cargo.toml", "//etc/passwd"] {
+    for path in [
+        "/missing.js",
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "//etc/passwd",
+    ] {
         assert_eq!(http(addr, "GET", path).await.status, 404, "{path}");
     }
     assert_eq!(http(addr, "POST", "/").await.status, 405);
@@ -67,12 +78,21 @@ async fn a_static_directory_is_served_and_never_escaped() {
     let index = http(addr, "GET", "/").await;
     assert_eq!(index.status, 200);
     assert_eq!(index.text(), "<h1>d-zone</h1>");
-    assert!(index.header("content-type").unwrap().starts_with("text/html"));
+    assert!(
+        index
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
     let css = http(addr, "GET", "/css/app.css").await;
     assert_eq!(css.header("content-type"), Some("text/css"));
     let js = http(addr, "GET", "/bundle.js").await;
     assert!(js.header("content-type").unwrap().contains("javascript"));
-    assert_eq!(http(addr, "GET", "/alias.js").await.text(), "let x = 1;", "links inside are fine");
+    assert_eq!(
+        http(addr, "GET", "/alias.js").await.text(),
+        "let x = 1;",
+        "links inside are fine"
+    );
     let head = http(addr, "HEAD", "/bundle.js").await;
     assert_eq!((head.status, head.body.len()), (200, 0));
     assert_eq!(http(addr, "GET", "/nope.html").await.status, 404);
@@ -154,7 +174,11 @@ async fn the_provider_may_answer_paths_itself() {
     assert_eq!(custom.header("content-type"), Some("text/plain"));
     assert_eq!(custom.text(), "hi from the bot");
     assert_eq!(http(addr, "GET", "/boom").await.status, 500);
-    assert_eq!(http(addr, "GET", "/").await.status, 200, "others fall through");
+    assert_eq!(
+        http(addr, "GET", "/").await.status,
+        200,
+        "others fall through"
+    );
     let (mut client, _) = Client::joined(addr, "dworld").await;
     client.join("repos").await;
     server.shutdown().await;

@@ -53,17 +53,33 @@ async fn connect_resolves_default_null_blank_numbers_and_trims() {
     let addr = server.local_addr();
     let (mut client, _) = Client::connect(addr).await;
     let cases = [
-        (json!({"type": "connect", "data": {"server": null}}), "default"),
+        (
+            json!({"type": "connect", "data": {"server": null}}),
+            "default",
+        ),
         (json!({"type": "connect", "data": {}}), "default"),
         (json!({"type": "connect"}), "default"),
-        (json!({"type": "connect", "data": {"server": "   "}}), "default"),
-        (json!({"type": "connect", "data": {"server": "default"}}), "default"),
-        (json!({"type": "connect", "data": {"server": " dworld\t"}}), "dworld"),
+        (
+            json!({"type": "connect", "data": {"server": "   "}}),
+            "default",
+        ),
+        (
+            json!({"type": "connect", "data": {"server": "default"}}),
+            "default",
+        ),
+        (
+            json!({"type": "connect", "data": {"server": " dworld\t"}}),
+            "dworld",
+        ),
     ];
     for (request, echoed) in cases {
         client.send(request.clone()).await;
         let join = client.recv_type("server-join").await;
-        assert_eq!(join["data"]["request"], json!({"server": echoed}), "{request}");
+        assert_eq!(
+            join["data"]["request"],
+            json!({"server": echoed}),
+            "{request}"
+        );
         assert_eq!(join["data"]["serverName"], "D-World");
         assert_eq!(join["data"]["users"].as_object().unwrap().len(), 4);
     }
@@ -101,26 +117,27 @@ async fn bad_frames_get_the_reference_sentences_and_the_connection_lives_on() {
     ];
     for (text, sentence) in cases {
         client.send_text(text).await;
-        assert_eq!(error_message(&client.recv().await), sentence, "for {text:?}");
+        assert_eq!(
+            error_message(&client.recv().await),
+            sentence,
+            "for {text:?}"
+        );
     }
     client.send_binary(&[0xff, 0xfe, 0x00]).await;
-    assert_eq!(
-        error_message(&client.recv().await),
-        errors::INVALID_BINARY
-    );
+    assert_eq!(error_message(&client.recv().await), errors::INVALID_BINARY);
     client
         .send_binary(br#"{"type":"connect","data":{"server":"docs"}}"#)
         .await;
     let join = client.recv().await;
-    assert_eq!(join["type"], "server-join", "binary JSON is handled as text");
+    assert_eq!(
+        join["type"], "server-join",
+        "binary JSON is handled as text"
+    );
     assert_eq!(join["data"]["serverName"], "Docs (WIP)");
     client
         .send(json!({"type": "connect", "data": {"server": "nowhere"}}))
         .await;
-    assert_eq!(
-        error_message(&client.recv().await),
-        errors::NO_SUCH_SERVER
-    );
+    assert_eq!(error_message(&client.recv().await), errors::NO_SUCH_SERVER);
     client.join("dworld").await;
     server.shutdown().await;
 }
@@ -142,24 +159,21 @@ async fn the_mock_oauth_server_accepts_any_named_discord_user_and_nothing_else()
     client
         .send(json!({"type": "connect", "data": {"server": "oauth"}}))
         .await;
-    assert_eq!(
-        error_message(&client.recv().await),
-        errors::AUTH_REQUIRED
-    );
+    assert_eq!(error_message(&client.recv().await), errors::AUTH_REQUIRED);
     client
         .send(json!({"type": "connect", "data": {"server": "oauth", "discordToken": "t", "discordUser": {"id": "80351110224678912"}}}))
         .await;
-    assert_eq!(
-        error_message(&client.recv().await),
-        errors::AUTH_REQUIRED
-    );
+    assert_eq!(error_message(&client.recv().await), errors::AUTH_REQUIRED);
     let login = json!({"type": "connect", "data": {"server": "oauth", "discordToken": "tok",
         "discordUser": {"id": "80351110224678912", "username": "nelly"}}});
     client.send(login).await;
     let join = client.recv().await;
     assert_eq!(join["type"], "server-join");
     assert_eq!(join["data"]["request"], json!({"server": "oauth"}));
-    assert!(!join.to_string().contains("tok\""), "the token is not echoed");
+    assert!(
+        !join.to_string().contains("tok\""),
+        "the token is not echoed"
+    );
     server.shutdown().await;
 }
 
@@ -201,10 +215,7 @@ async fn passworded_servers_fail_closed_and_never_echo_the_password() {
     client
         .send(json!({"type": "connect", "data": {"server": "locked", "password": "sesame!"}}))
         .await;
-    assert_eq!(
-        error_message(&client.recv().await),
-        errors::AUTH_REQUIRED
-    );
+    assert_eq!(error_message(&client.recv().await), errors::AUTH_REQUIRED);
     client
         .send(json!({"type": "connect", "data": {"server": "locked", "password": "sesame"}}))
         .await;
@@ -286,7 +297,12 @@ impl DataProvider for Guarded {
         token: &str,
         user: &DiscordUser,
     ) -> Result<bool, ProviderError> {
-        Ok(server == "2" && token == "tok" && user.id == "7" && self.approve.load(Ordering::SeqCst))
+        Ok(
+            server == "2"
+                && token == "tok"
+                && user.id == "7"
+                && self.approve.load(Ordering::SeqCst),
+        )
     }
 }
 
@@ -297,7 +313,10 @@ struct NoValidator;
 impl DataProvider for NoValidator {
     async fn servers(&self) -> Result<ServerList, ProviderError> {
         let mut list = ServerList::new();
-        list.insert("4".into(), ServerInfo::new("plain-locked", "Plain").passworded());
+        list.insert(
+            "4".into(),
+            ServerInfo::new("plain-locked", "Plain").passworded(),
+        );
         Ok(list)
     }
 

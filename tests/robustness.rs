@@ -87,13 +87,22 @@ async fn a_client_that_never_reads_does_not_delay_the_others() {
         );
         let frame = healthy.recv().await;
         let text = frame["data"]["message"].as_str().unwrap();
-        assert!(text.starts_with(&format!("{i} ")), "line {i} arrives in order");
+        assert!(
+            text.starts_with(&format!("{i} ")),
+            "line {i} arrives in order"
+        );
     }
-    assert!(hub.stats().frames_dropped > 0, "the stalled client shed frames");
+    assert!(
+        hub.stats().frames_dropped > 0,
+        "the stalled client shed frames"
+    );
     eventually("the stalled client is dropped", || hub.connections() == 1).await;
 
     // The survivor is still served.
-    hub.broadcast_presence(DWORLD, PresenceUpdate::new("123456789012345001", Status::Idle));
+    hub.broadcast_presence(
+        DWORLD,
+        PresenceUpdate::new("123456789012345001", Status::Idle),
+    );
     assert_eq!(healthy.recv().await["type"], "presence");
     server.shutdown().await;
 }
@@ -139,7 +148,10 @@ async fn shutdown_closes_every_client_with_1001_and_the_server_can_start_again()
     }
     // The close is immediate; this bound only catches a shutdown that hangs.
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 
     // Same process, same port: serving again works.
     let again = Server::builder()

@@ -87,7 +87,10 @@ async fn any_path(
         Ok(None) => {}
         Err(error) => {
             warn!(%error, path, "the provider failed to answer a static request");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "the data provider failed\n")
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the data provider failed\n",
+            )
                 .into_response();
         }
     }

@@ -179,7 +179,9 @@ mod tests {
         assert_eq!(defaults.len(), 1);
         assert_eq!(defaults[0].id, "dworld");
         let counts: Vec<usize> = futures_util::future::join_all(
-            servers.keys().map(|k| async { world.users(k).await.unwrap().len() }),
+            servers
+                .keys()
+                .map(|k| async { world.users(k).await.unwrap().len() }),
         )
         .await;
         assert_eq!(counts, [4, 1, 1, 21]);

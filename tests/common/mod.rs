@@ -55,7 +55,10 @@ impl Client {
             .expect("handshake succeeds");
         let mut client = Client { ws };
         let list = client.recv().await;
-        assert_eq!(list["type"], "server-list", "first frame is the server list");
+        assert_eq!(
+            list["type"], "server-list",
+            "first frame is the server list"
+        );
         (client, list)
     }
 
@@ -105,7 +108,9 @@ impl Client {
     pub async fn next_json(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let message = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
             match message {
                 Some(Ok(Message::Text(text))) => {
                     return Some(serde_json::from_str(&text).expect("server sends JSON"));
@@ -240,11 +245,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&data[..line_end]).trim(),
-            16,
-        )
-        .unwrap_or(0);
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             return out;
         }

@@ -1,0 +1,199 @@
+//! The `d_back` command as an operator meets it: flags, environment,
+//! start-up errors as one clear line, and stopping on SIGINT/SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use d_back::CLOSE_GOING_AWAY;
+
+fn d_back() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_d_back"));
+    command.env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("D_BACK_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Runs `d_back` to completion and returns (exit code, stdout, stderr).
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let output = d_back()
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Starts `d_back` and waits for the line that says where it serves.
+fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, SocketAddr) {
+    let mut child = d_back()
+        .args(args)
+        .envs(envs.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (found, addr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.split("serving http://").nth(1) {
+                let addr = rest
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .parse::<SocketAddr>()
+                    .unwrap();
+                let _ = found.send(addr);
+                break;
+            }
+        }
+        // Keep draining so the server never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let addr = addr
+        .recv_timeout(PATIENCE)
+        .expect("d_back announces its address");
+    (child, addr)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child) -> i32 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "d_back did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let (code, out, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("d_back {}", env!("CARGO_PKG_VERSION")));
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for needle in [
+        "--port",
+        "D_BACK_PORT",
+        "--host",
+        "D_BACK_HOST",
+        "--static-dir",
+        "D_BACK_STATIC_DIR",
+        "RUST_LOG",
+    ] {
+        assert!(out.contains(needle), "--help mentions {needle}");
+    }
+}
+
+#[test]
+fn start_up_problems_are_one_clear_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--host", "127.0.0.1", "--port", &port],
+            "cannot listen on 127.0.0.1",
+        ),
+        (
+            &["--host", "no-such-host.invalid", "--port", "0"],
+            "cannot resolve host 'no-such-host.invalid'",
+        ),
+        (
+            &[
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--static-dir",
+                "/no/such/dir",
+            ],
+            "static directory '/no/such/dir'",
+        ),
+        (
+            &["--host", "127.0.0.1", "--port", "0", "--ping-interval=-1"],
+            "--ping-interval must be",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, _, err) = run(args, &[]);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(lines.len(), 1, "one error line for {args:?}: {err}");
+        assert!(lines[0].contains(expected), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+    }
+    let (code, _, err) = run(&["--port", "not-a-port"], &[]);
+    assert_eq!(code, 2, "clap rejects a bad value: {err}");
+}
+
+#[tokio::test]
+async fn environment_variables_configure_it_and_sigterm_stops_it_gracefully() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "from the env dir").unwrap();
+    let dir = site.path().to_str().unwrap();
+    let (mut child, addr) = spawn(
+        &[],
+        &[
+            ("D_BACK_HOST", "127.0.0.1"),
+            ("D_BACK_PORT", "0"),
+            ("D_BACK_STATIC_DIR", dir),
+        ],
+    );
+    assert!(addr.ip().is_loopback());
+    assert_eq!(http(addr, "GET", "/").await.text(), "from the env dir");
+    let (mut client, _) = Client::joined(addr, "dworld").await;
+
+    let asked = Instant::now();
+    signal(&child, "TERM");
+    assert_eq!(client.expect_close().await, CLOSE_GOING_AWAY);
+    let code = tokio::task::spawn_blocking(move || wait_exit(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    // Only catches a hang: the server's own deadline is 2 s.
+    assert!(asked.elapsed() < Duration::from_secs(8));
+}
+
+#[tokio::test]
+async fn flags_win_over_the_environment_and_sigint_stops_it() {
+    let (mut child, addr) = spawn(
+        &["--host", "127.0.0.1", "--port", "0"],
+        &[
+            ("D_BACK_PORT", "1"),
+            ("D_BACK_HOST", "no-such-host.invalid"),
+        ],
+    );
+    let (mut client, _) = Client::joined(addr, "repos").await;
+    signal(&child, "INT");
+    assert_eq!(client.expect_close().await, CLOSE_GOING_AWAY);
+    let code = tokio::task::spawn_blocking(move || wait_exit(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+}
