@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use d_back::{MockWorld, Server, ServerBuilder};
+use clap_complete::Shell;
+use d_back::{AccessRules, IpNet, MockWorld, Server, ServerBuilder};
 
 /// The backend of d-zone: a WebSocket + HTTP server that shows the members of
 /// Discord servers as actors in the d-zone client.
@@ -79,6 +80,88 @@ pub struct Cli {
         value_name = "SECONDS"
     )]
     pub mock_message_every: f64,
+
+    /// TLS certificate chain (PEM); with --tls-key, serves https:// and wss:// on the same port.
+    #[arg(
+        long,
+        env = "D_BACK_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM), for --tls-cert.
+    #[arg(
+        long,
+        env = "D_BACK_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Most WebSocket connections at once; further ones get HTTP 503 before the upgrade.
+    #[arg(long, env = "D_BACK_MAX_CONNECTIONS", value_name = "COUNT")]
+    pub max_connections: Option<usize>,
+
+    /// Most WebSocket connections from one client address; further ones get HTTP 429.
+    #[arg(long, env = "D_BACK_MAX_CONNECTIONS_PER_IP", value_name = "COUNT")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Frames per second one client may send (0: no limit). Excess frames get an
+    /// error frame; a client that keeps on is closed with 1008.
+    #[arg(
+        long,
+        env = "D_BACK_MESSAGE_RATE",
+        default_value_t = 10,
+        value_name = "PER_SECOND"
+    )]
+    pub message_rate: u32,
+
+    /// Frames a client may send at once before --message-rate applies.
+    #[arg(
+        long,
+        env = "D_BACK_MESSAGE_BURST",
+        default_value_t = 20,
+        value_name = "FRAMES"
+    )]
+    pub message_burst: u32,
+
+    /// A browser origin allowed to connect, e.g. https://nntin.github.io (repeatable;
+    /// default: any). Pages from other origins are refused with HTTP 403 at the upgrade.
+    #[arg(
+        long = "allowed-origin",
+        env = "D_BACK_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// A reverse proxy (address or CIDR) whose --real-ip-header is believed (repeatable).
+    #[arg(
+        long = "trusted-proxy",
+        env = "D_BACK_TRUSTED_PROXIES",
+        value_name = "ADDRESS",
+        value_delimiter = ',',
+        value_parser = parse_network
+    )]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Header in which a trusted proxy passes the client's address.
+    #[arg(
+        long,
+        env = "D_BACK_REAL_IP_HEADER",
+        default_value = "X-Forwarded-For",
+        value_name = "HEADER"
+    )]
+    pub real_ip_header: String,
+
+    /// Print a shell completion script for SHELL and exit.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<Shell>,
+
+    /// Print the manual page (roff) and exit.
+    #[arg(long, exclusive = true)]
+    pub man: bool,
 }
 
 /// How log lines are written.
@@ -107,8 +190,33 @@ impl Cli {
         if let Some(dir) = &self.static_dir {
             builder = builder.static_dir(dir);
         }
-        Ok(builder)
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            builder = builder.tls(cert, key);
+        }
+        let real_ip_header = self.real_ip_header.parse().map_err(|_| {
+            format!(
+                "--real-ip-header '{}' is not a valid header name",
+                self.real_ip_header
+            )
+        })?;
+        let access = AccessRules {
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            allowed_origins: self.allowed_origins.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            real_ip_header: Some(real_ip_header),
+        };
+        Ok(builder
+            .message_rate(self.message_rate, self.message_burst)
+            .access(access))
     }
+}
+
+/// Accepts `10.0.0.1` (one address) or `10.0.0.0/8` (a network).
+fn parse_network(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("'{text}' is neither an IP address nor a network like 10.0.0.0/8"))
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, String> {

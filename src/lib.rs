@@ -37,6 +37,8 @@
 
 mod http;
 mod hub;
+mod listener;
+mod metrics;
 mod outbox;
 pub mod protocol;
 pub mod provider;
@@ -44,7 +46,10 @@ mod server;
 mod session;
 
 pub use async_trait::async_trait;
+pub use http::AccessRules;
 pub use hub::{Hub, HubStats};
+pub use ipnet::IpNet;
+pub use listener::TlsFiles;
 pub use outbox::CLOSE_TOO_SLOW;
 pub use protocol::{
     ChatMessage, DiscordUser, PresenceUpdate, Roster, ServerInfo, ServerList, Snowflake, Status,
@@ -52,7 +57,7 @@ pub use protocol::{
 };
 pub use provider::{DataProvider, MOCK_CHANNEL, MockWorld, ProviderError, StaticResponse};
 pub use server::{RunningServer, Server, ServerBuilder, StartError};
-pub use session::{CLOSE_GOING_AWAY, CLOSE_TOO_BIG};
+pub use session::{CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG};
 
 /// The README's examples, compiled as doctests so they cannot drift from the API.
 #[doc = include_str!("../README.md")]

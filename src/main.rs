@@ -9,7 +9,7 @@ mod config;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
 use config::{Cli, LogFormat};
@@ -17,6 +17,17 @@ use config::{Cli, LogFormat};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        let mut command = Cli::command();
+        clap_complete::generate(shell, &mut command, "d_back", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if cli.man {
+        return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&format!("cannot write the manual page: {error}")),
+        };
+    }
     init_logging(&cli);
     let builder = match cli.builder() {
         Ok(builder) => builder,

@@ -18,8 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::http::{self, AppState, StaticSite};
+use crate::http::{self, AccessRules, Admission, AppState, StaticSite};
 use crate::hub::Hub;
+use crate::listener::{Listener, PeerAddr, TlsFiles, load_tls};
+use crate::metrics::Metrics;
 use crate::provider::{DataProvider, MockWorld};
 
 /// How long shutdown waits for connections to say goodbye.
@@ -36,6 +38,17 @@ pub(crate) struct Limits {
     pub ping_interval: Duration,
     /// How long a write may stay blocked before the client is considered gone.
     pub stall_timeout: Duration,
+    /// Frames per second a client may send, and how many at once; `None` for no limit.
+    pub message_rate: Option<MessageRate>,
+}
+
+/// A client's allowance of frames: a steady rate and a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MessageRate {
+    /// Frames per second, sustained.
+    pub per_second: std::num::NonZeroU32,
+    /// Frames that may come at once.
+    pub burst: std::num::NonZeroU32,
 }
 
 impl Default for Limits {
@@ -45,7 +58,17 @@ impl Default for Limits {
             outbox_frames: 256,
             ping_interval: Duration::from_secs(20),
             stall_timeout: Duration::from_secs(10),
+            message_rate: MessageRate::new(10, 20),
         }
+    }
+}
+
+impl MessageRate {
+    /// `None` when `per_second` is 0 (no limit); a zero burst means one frame.
+    pub fn new(per_second: u32, burst: u32) -> Option<Self> {
+        let per_second = std::num::NonZeroU32::new(per_second)?;
+        let burst = std::num::NonZeroU32::new(burst).unwrap_or(std::num::NonZeroU32::MIN);
+        Some(Self { per_second, burst })
     }
 }
 
@@ -67,6 +90,14 @@ pub enum StartError {
         addr: SocketAddr,
         /// The operating system's reason.
         source: std::io::Error,
+    },
+    /// A TLS certificate or key file is missing or unusable.
+    #[error("TLS file '{}' {reason}", path.display())]
+    Tls {
+        /// The file as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The static directory is missing or not a directory.
     #[error("static directory '{}' {reason}", path.display())]
@@ -113,6 +144,8 @@ pub struct ServerBuilder {
     static_dir: Option<PathBuf>,
     provider: Arc<dyn DataProvider>,
     limits: Limits,
+    access: AccessRules,
+    tls: Option<TlsFiles>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -122,6 +155,8 @@ impl std::fmt::Debug for ServerBuilder {
             .field("port", &self.port)
             .field("static_dir", &self.static_dir)
             .field("limits", &self.limits)
+            .field("access", &self.access)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +169,8 @@ impl Default for ServerBuilder {
             static_dir: None,
             provider: Arc::new(MockWorld::new()),
             limits: Limits::default(),
+            access: AccessRules::default(),
+            tls: None,
         }
     }
 }
@@ -194,19 +231,47 @@ impl ServerBuilder {
         self
     }
 
+    /// Frames per second one client may send, with a burst allowance (default 10/s, burst 20).
+    ///
+    /// Frames beyond it are not handled and get an `error` frame; a client that
+    /// keeps on regardless is closed with 1008. `per_second` 0 removes the limit.
+    pub fn message_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.limits.message_rate = MessageRate::new(per_second, burst);
+        self
+    }
+
+    /// Who may connect: caps, allowed origins, trusted proxies (default: anyone).
+    pub fn access(mut self, rules: AccessRules) -> Self {
+        self.access = rules;
+        self
+    }
+
+    /// Serves `https://` and `wss://` with this certificate chain and key (PEM files).
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        });
+        self
+    }
+
     /// Checks the settings, opens the port and starts serving.
     pub async fn bind(self) -> Result<RunningServer, StartError> {
         let site = match &self.static_dir {
             Some(dir) => StaticSite::directory(dir)?,
             None => StaticSite::BuiltIn,
         };
+        let tls = self.tls.as_ref().map(load_tls).transpose()?;
         let addr = resolve(&self.host, self.port).await?;
-        let listener = TcpListener::bind(addr)
+        let tcp = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let local_addr = listener
+        let local_addr = tcp
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
+        let is_tls = tls.is_some();
+        let listener =
+            Listener::new(tcp, tls).map_err(|source| StartError::Bind { addr, source })?;
 
         let hub = Hub::new(self.provider);
         let shutdown = CancellationToken::new();
@@ -217,8 +282,10 @@ impl ServerBuilder {
             site: Arc::new(site),
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),
+            admission: Arc::new(Admission::new(self.access)),
+            metrics: Arc::new(Metrics::new(hub.clone())),
         };
-        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = http::router(state).into_make_service_with_connect_info::<PeerAddr>();
         let stop = shutdown.clone();
         let serving = tokio::spawn(async move {
             let served = axum::serve(listener, app)
@@ -228,9 +295,10 @@ impl ServerBuilder {
                 warn!(%error, "the listener stopped");
             }
         });
-        info!(%local_addr, "d-back listening");
+        info!(%local_addr, tls = is_tls, "d-back listening");
         Ok(RunningServer {
             local_addr,
+            is_tls,
             hub,
             shutdown,
             sessions,
@@ -261,6 +329,7 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, StartError> {
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
+    is_tls: bool,
     hub: Hub,
     shutdown: CancellationToken,
     sessions: TaskTracker,
@@ -271,6 +340,17 @@ impl RunningServer {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Whether it serves `https://` and `wss://`.
+    pub fn is_tls(&self) -> bool {
+        self.is_tls
+    }
+
+    /// The page address, e.g. `http://127.0.0.1:3000/`.
+    pub fn url(&self) -> String {
+        let scheme = if self.is_tls { "https" } else { "http" };
+        format!("{scheme}://{}/", self.local_addr)
     }
 
     /// Handle for broadcasting and for counts; cheap to clone and `Send`.

@@ -9,8 +9,8 @@
 //!
 //! A session never lets a client's mistake end the connection: bad frames get
 //! an `error` frame and the session goes on. Only a frame over the size limit
-//! (1009), a client that cannot keep up (1013), silence, or shutdown (1001)
-//! end it.
+//! (1009), a client that keeps sending far over its rate (1008), a client that
+//! cannot keep up (1013), silence, or shutdown (1001) end it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,20 +19,27 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
 use tokio::time::{Instant, interval_at, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::hub::{Hub, call_provider};
+use crate::metrics::Metrics;
 use crate::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
 use crate::protocol::{ConnectRequest, ErrorData, Incoming, Outgoing, ServerInfo, errors};
-use crate::server::Limits;
+use crate::server::{Limits, MessageRate};
 
 /// Close code for a frame over the size limit (RFC 6455 "Message Too Big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code sent to every client when the server shuts down ("Going Away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a client that keeps sending far over its rate ("Policy Violation").
+pub const CLOSE_POLICY: u16 = 1008;
+
+/// Frames over the rate in a row, each refused, before the client is closed.
+const ABUSE_STREAK: u32 = 50;
 
 /// How long a close frame may take to leave before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -42,6 +49,7 @@ pub(crate) async fn run(
     socket: WebSocket,
     hub: Hub,
     limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     peer: SocketAddr,
 ) {
@@ -55,14 +63,17 @@ pub(crate) async fn run(
         sink,
         Arc::clone(&outbox),
         Arc::clone(&limits),
+        Arc::clone(&metrics),
         writer_gone.clone(),
     ));
     let mut session = Session {
         hub,
+        metrics,
         id,
         peer,
         outbox: Arc::clone(&outbox),
         watching: None,
+        rate: limits.message_rate.map(RateGuard::new),
     };
     session.send_server_list().await;
 
@@ -74,6 +85,7 @@ pub(crate) async fn run(
     let reason = match close {
         Some(CLOSE_GOING_AWAY) => "server is shutting down",
         Some(CLOSE_TOO_BIG) => "frame too big",
+        Some(CLOSE_POLICY) => "sending too fast",
         _ => "",
     };
     session.stop_watching();
@@ -90,6 +102,8 @@ pub(crate) async fn run(
 /// The reader's state for one connection.
 struct Session {
     hub: Hub,
+    /// Counters for operators.
+    metrics: Arc<Metrics>,
     /// Key of this connection in the hub's watcher maps.
     id: u64,
     /// For logs.
@@ -98,6 +112,51 @@ struct Session {
     outbox: Arc<Outbox>,
     /// Snowflake of the Discord server this connection currently watches.
     watching: Option<String>,
+    /// The client's frame allowance, when limited.
+    rate: Option<RateGuard>,
+}
+
+/// A client's frame allowance and how far over it the client is.
+struct RateGuard {
+    limiter: DefaultDirectRateLimiter,
+    /// Frames refused in a row; reset by any frame within the rate.
+    streak: u32,
+}
+
+/// What to do with one frame under the rate limit.
+enum RateVerdict {
+    Handle,
+    /// Refuse it; tell the client on the first of a streak.
+    Refuse {
+        tell: bool,
+    },
+    /// Close the connection with 1008.
+    Close,
+}
+
+impl RateGuard {
+    fn new(rate: MessageRate) -> Self {
+        let quota = Quota::per_second(rate.per_second).allow_burst(rate.burst);
+        Self {
+            limiter: RateLimiter::direct(quota),
+            streak: 0,
+        }
+    }
+
+    fn check(&mut self) -> RateVerdict {
+        if self.limiter.check().is_ok() {
+            self.streak = 0;
+            return RateVerdict::Handle;
+        }
+        self.streak += 1;
+        if self.streak >= ABUSE_STREAK {
+            RateVerdict::Close
+        } else {
+            RateVerdict::Refuse {
+                tell: self.streak == 1,
+            }
+        }
+    }
 }
 
 impl Session {
@@ -119,6 +178,26 @@ impl Session {
                 Ok(Some(Err(error))) => return self.read_failed(error, limits),
                 Ok(Some(Ok(message))) => message,
             };
+            if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                self.metrics.frame_received();
+                match self
+                    .rate
+                    .as_mut()
+                    .map_or(RateVerdict::Handle, RateGuard::check)
+                {
+                    RateVerdict::Handle => {}
+                    RateVerdict::Refuse { tell } => {
+                        if tell {
+                            self.send_error(errors::RATE_LIMITED);
+                        }
+                        continue;
+                    }
+                    RateVerdict::Close => {
+                        info!(peer = %self.peer, "client kept sending over its rate; closing with 1008");
+                        return Some(CLOSE_POLICY);
+                    }
+                }
+            }
             match message {
                 Message::Text(text) => self.handle(text.as_str()).await,
                 Message::Binary(bytes) => match std::str::from_utf8(&bytes) {
@@ -202,6 +281,7 @@ impl Session {
         {
             Ok(()) => {
                 info!(peer = %self.peer, server = %info.id, "client joined");
+                self.metrics.joined(&info.id);
                 self.watching = Some(snowflake.clone());
             }
             Err(error) => {
@@ -247,6 +327,7 @@ impl Session {
     }
 
     fn send_error(&self, message: &str) {
+        self.metrics.client_error(message);
         self.push(
             Outgoing::Error {
                 data: ErrorData { message },
@@ -269,6 +350,7 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     outbox: Arc<Outbox>,
     limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
     gone: CancellationToken,
 ) {
     let _tell_reader = gone.drop_guard();
@@ -286,6 +368,7 @@ async fn write_loop(
         };
         match next {
             Next::Frames => {
+                metrics.frames_sent(batch.len());
                 let write = async {
                     for frame in batch.drain(..) {
                         sink.feed(Message::Text(frame.text)).await?;

@@ -5,8 +5,11 @@
 //! WebSocket upgrades are accepted on any path, because the d-zone client
 //! connects to `<page path>/ws` and a reverse proxy may add a prefix.
 
+mod admission;
 mod static_site;
 
+pub use admission::AccessRules;
+pub(crate) use admission::Admission;
 pub(crate) use static_site::StaticSite;
 
 use std::net::SocketAddr;
@@ -21,9 +24,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::hub::{Hub, call_provider};
+use crate::listener::PeerAddr;
+use crate::metrics::Metrics;
 use crate::server::Limits;
 use crate::session;
 
@@ -45,12 +50,20 @@ pub(crate) struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks sessions so shutdown can wait for them.
     pub sessions: TaskTracker,
+    /// Connection caps, origins and proxies.
+    pub admission: Arc<Admission>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The whole HTTP surface of the server.
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/version", get(version))
+        .route("/api/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(any_path)
         .with_state(state)
 }
@@ -60,15 +73,57 @@ async fn version() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
 }
 
+/// `GET /api/stats`: connection counts for the built-in page.
+async fn stats(State(state): State<AppState>) -> impl IntoResponse {
+    let hub = &state.hub;
+    let servers: serde_json::Map<String, serde_json::Value> = hub
+        .watched_servers()
+        .into_iter()
+        .map(|server| {
+            let watchers = hub.watchers(&server);
+            (server, serde_json::json!({ "watchers": watchers }))
+        })
+        .collect();
+    axum::Json(serde_json::json!({
+        "connections": hub.connections(),
+        "servers": servers,
+    }))
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// `GET /healthz`: the process is up and answering.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: new clients are welcome (not shutting down).
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
 /// Every other path: a WebSocket upgrade, a provider's own response, or a static file.
 async fn any_path(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     request: Request,
 ) -> Response {
     match upgrade {
-        Ok(upgrade) => return accept_websocket(upgrade, state, peer),
+        Ok(upgrade) => return admit_websocket(upgrade, state, peer, request.headers()),
         Err(rejection) if wants_websocket(&request) => return rejection.into_response(),
         Err(_) => {}
     }
@@ -105,7 +160,41 @@ fn wants_websocket(request: &Request) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-fn accept_websocket(upgrade: WebSocketUpgrade, state: AppState, peer: SocketAddr) -> Response {
+/// Applies the access rules, then upgrades.
+fn admit_websocket(
+    upgrade: WebSocketUpgrade,
+    state: AppState,
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> Response {
+    let address = state.admission.client_address(peer, headers);
+    let admitted = if state.admission.origin_allowed(headers) {
+        state.admission.admit(address)
+    } else {
+        Err(admission::Refusal::Origin)
+    };
+    match admitted {
+        Ok(ticket) => {
+            // Logs name the client, not the proxy it came through.
+            let client =
+                SocketAddr::new(address, if address == peer.ip() { peer.port() } else { 0 });
+            accept_websocket(upgrade, state, client, ticket)
+        }
+        Err(refusal) => {
+            state.metrics.refused(refusal.reason());
+            let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+            info!(client = %address, ?origin, reason = refusal.reason(), "WebSocket refused");
+            refusal.response().into_response()
+        }
+    }
+}
+
+fn accept_websocket(
+    upgrade: WebSocketUpgrade,
+    state: AppState,
+    peer: SocketAddr,
+    ticket: admission::Ticket,
+) -> Response {
     let limits = &state.limits;
     let max = limits.max_frame_bytes;
     upgrade
@@ -120,9 +209,13 @@ fn accept_websocket(upgrade: WebSocketUpgrade, state: AppState, peer: SocketAddr
                 limits,
                 shutdown,
                 sessions,
+                metrics,
                 ..
             } = state;
-            sessions.track_future(session::run(socket, hub, limits, shutdown, peer))
+            sessions.track_future(async move {
+                session::run(socket, hub, limits, metrics, shutdown, peer).await;
+                drop(ticket);
+            })
         })
 }
 

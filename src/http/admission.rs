@@ -1,0 +1,312 @@
+//! Who may open a WebSocket: connection caps, browser origins, and the
+//! client's real address behind a reverse proxy.
+//!
+//! Every check happens before the upgrade, so a refused client costs one small
+//! HTTP response and never a session. A proxy's forwarding header is believed
+//! only when the TCP peer is one of the operator's trusted proxies; from anyone
+//! else it is ignored, so a client cannot dodge the per-address limit or forge
+//! its address in the logs.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use ipnet::IpNet;
+
+/// Access rules as the operator configured them.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRules {
+    /// Most WebSocket connections open at once; more get HTTP 503.
+    pub max_connections: Option<usize>,
+    /// Most WebSocket connections from one client address; more get HTTP 429.
+    pub max_connections_per_ip: Option<usize>,
+    /// Browser origins allowed to open a WebSocket (empty: any). Others get HTTP 403.
+    pub allowed_origins: Vec<String>,
+    /// Reverse proxies whose forwarding header is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The header a trusted proxy puts the client address in (default `X-Forwarded-For`).
+    pub real_ip_header: Option<HeaderName>,
+}
+
+/// Why a WebSocket was refused before the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `--max-connections` reached.
+    Full,
+    /// The per-address limit reached.
+    TooManyFromAddress,
+    /// The browser page's origin is not allowed.
+    Origin,
+}
+
+impl Refusal {
+    /// Label for metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Full => "max_connections",
+            Refusal::TooManyFromAddress => "per_ip",
+            Refusal::Origin => "origin",
+        }
+    }
+
+    /// The HTTP answer: a status and a sentence an operator can act on.
+    pub fn response(self) -> (StatusCode, &'static str) {
+        match self {
+            Refusal::Full => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is at its connection limit; try again later\n",
+            ),
+            Refusal::TooManyFromAddress => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from your address\n",
+            ),
+            Refusal::Origin => (
+                StatusCode::FORBIDDEN,
+                "this page's origin may not connect to this server\n",
+            ),
+        }
+    }
+}
+
+/// The live state behind [`AccessRules`].
+#[derive(Debug)]
+pub(crate) struct Admission {
+    rules: AccessRules,
+    /// Normalised allowed origins.
+    origins: Vec<String>,
+    /// Open WebSockets in total and per client address.
+    open: Mutex<OpenCounts>,
+}
+
+#[derive(Debug, Default)]
+struct OpenCounts {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// Held by a session for its life; gives its place back when dropped.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    admission: Arc<Admission>,
+    address: IpAddr,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut open = self.admission.lock();
+        open.total = open.total.saturating_sub(1);
+        if let Some(count) = open.by_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+impl Admission {
+    pub fn new(rules: AccessRules) -> Self {
+        let origins = rules.allowed_origins.iter().map(|o| normalise(o)).collect();
+        Self {
+            rules,
+            origins,
+            open: Mutex::new(OpenCounts::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenCounts> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The client's address: the TCP peer, or what a trusted proxy says it forwarded.
+    pub fn client_address(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        let peer_ip = peer.ip();
+        if !self.is_trusted(peer_ip) {
+            return peer_ip;
+        }
+        let name = self
+            .rules
+            .real_ip_header
+            .clone()
+            .unwrap_or(HeaderName::from_static("x-forwarded-for"));
+        // Proxies append, so the right-most address not of a trusted proxy is
+        // the one the nearest untrusted hop connected from.
+        let mut forwarded: Vec<IpAddr> = Vec::new();
+        for value in headers.get_all(&name) {
+            let Ok(text) = value.to_str() else {
+                return peer_ip;
+            };
+            for part in text.split(',') {
+                match parse_address(part.trim()) {
+                    Some(ip) => forwarded.push(ip),
+                    None => return peer_ip,
+                }
+            }
+        }
+        forwarded
+            .iter()
+            .rev()
+            .find(|ip| !self.is_trusted(**ip))
+            .or(forwarded.first())
+            .copied()
+            .unwrap_or(peer_ip)
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.rules
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&ip))
+    }
+
+    /// Whether a browser page at this request's `Origin` may connect.
+    ///
+    /// Requests without an `Origin` are not from a browser page (browsers
+    /// always send one on a WebSocket handshake) and are allowed.
+    pub fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        if self.origins.is_empty() {
+            return true;
+        }
+        match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            None => true,
+            Some(origin) => self.origins.contains(&normalise(origin)),
+        }
+    }
+
+    /// Takes a connection place for `address`, or says why not.
+    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Ticket, Refusal> {
+        let mut open = self.lock();
+        if self
+            .rules
+            .max_connections
+            .is_some_and(|max| open.total >= max)
+        {
+            return Err(Refusal::Full);
+        }
+        let from_address = open.by_address.get(&address).copied().unwrap_or(0);
+        if self
+            .rules
+            .max_connections_per_ip
+            .is_some_and(|max| from_address >= max)
+        {
+            return Err(Refusal::TooManyFromAddress);
+        }
+        open.total += 1;
+        *open.by_address.entry(address).or_insert(0) += 1;
+        Ok(Ticket {
+            admission: Arc::clone(self),
+            address,
+        })
+    }
+}
+
+fn normalise(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// Parses `1.2.3.4`, `1.2.3.4:5`, `::1` or `[::1]:5`.
+fn parse_address(text: &str) -> Option<IpAddr> {
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|s| s.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn behind_proxy() -> Admission {
+        Admission::new(AccessRules {
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+            ..AccessRules::default()
+        })
+    }
+
+    #[test]
+    fn the_forwarding_header_is_believed_only_from_trusted_proxies() {
+        let admission = behind_proxy();
+        let forwarded = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        let proxy: SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        let stranger: SocketAddr = "198.51.100.7:5000".parse().unwrap();
+        assert_eq!(
+            admission.client_address(proxy, &forwarded),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            admission.client_address(stranger, &forwarded),
+            stranger.ip()
+        );
+    }
+
+    #[test]
+    fn a_spoofed_left_part_does_not_win() {
+        let admission = behind_proxy();
+        // The client sent "1.1.1.1" itself; our proxy appended the real address.
+        let forwarded = headers(&[("x-forwarded-for", "1.1.1.1, 203.0.113.9, 10.0.0.2")]);
+        let proxy: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        assert_eq!(
+            admission.client_address(proxy, &forwarded),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        let garbage = headers(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(admission.client_address(proxy, &garbage), proxy.ip());
+    }
+
+    #[test]
+    fn a_custom_header_names_the_address() {
+        let admission = Admission::new(AccessRules {
+            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+            real_ip_header: Some(HeaderName::from_static("x-real-ip")),
+            ..AccessRules::default()
+        });
+        let proxy: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let h = headers(&[("x-real-ip", "[2001:db8::1]:443")]);
+        assert_eq!(
+            admission.client_address(proxy, &h),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn places_are_counted_and_given_back() {
+        let admission = Arc::new(Admission::new(AccessRules {
+            max_connections: Some(3),
+            max_connections_per_ip: Some(2),
+            ..AccessRules::default()
+        }));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = admission.admit(a).unwrap();
+        let _second = admission.admit(a).unwrap();
+        assert_eq!(admission.admit(a).unwrap_err(), Refusal::TooManyFromAddress);
+        let _third = admission.admit(b).unwrap();
+        assert_eq!(admission.admit(b).unwrap_err(), Refusal::Full);
+        drop(first);
+        assert!(admission.admit(a).is_ok());
+    }
+
+    #[test]
+    fn origins_are_compared_without_case_or_trailing_slash() {
+        let admission = Admission::new(AccessRules {
+            allowed_origins: vec!["https://nntin.github.io/".into()],
+            ..AccessRules::default()
+        });
+        assert!(admission.origin_allowed(&headers(&[("origin", "https://NNTin.github.io")])));
+        assert!(!admission.origin_allowed(&headers(&[("origin", "https://evil.example")])));
+        assert!(admission.origin_allowed(&headers(&[])));
+    }
+}

@@ -1,0 +1,203 @@
+//! Counters for operators, rendered at `/metrics` in the Prometheus text format.
+//!
+//! Values the hub already keeps (connections, watchers, broadcasts, drops) are
+//! read from it at scrape time rather than counted twice, so the broadcast hot
+//! path gains no work for metrics. Everything else is a `prometheus-client`
+//! counter bumped where the event happens. Nothing here is ever on the path a
+//! client waits for, and rendering takes no lock the hub holds for long.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, text::encode};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::hub::Hub;
+use crate::protocol::errors;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// All of the server's counters, and the registry that renders them.
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// Successful joins, by the public id of the Discord server joined.
+    joins: Family<Labels, Counter>,
+    /// Frames received from clients.
+    frames_in: Counter,
+    /// Frames written to clients.
+    frames_out: Counter,
+    /// Logins refused on passworded servers.
+    auth_failures: Counter,
+    /// `error` frames sent, by kind.
+    client_errors: Family<Labels, Counter>,
+    /// Connections refused before the upgrade, by reason.
+    refused: Family<Labels, Counter>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of counters that also reports what `hub` keeps.
+    pub fn new(hub: Hub) -> Self {
+        let mut registry = Registry::with_prefix("d_back");
+        let joins = Family::<Labels, Counter>::default();
+        let frames_in = Counter::default();
+        let frames_out = Counter::default();
+        let auth_failures = Counter::default();
+        let client_errors = Family::<Labels, Counter>::default();
+        let refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "joins",
+            "Successful joins, by Discord server",
+            joins.clone(),
+        );
+        registry.register(
+            "frames_received",
+            "WebSocket frames received from clients",
+            frames_in.clone(),
+        );
+        registry.register(
+            "frames_sent",
+            "WebSocket frames written to clients",
+            frames_out.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Joins refused on passworded servers",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "client_errors",
+            "Error frames sent to clients, by kind",
+            client_errors.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused before the WebSocket upgrade, by reason",
+            refused.clone(),
+        );
+        registry.register_collector(Box::new(HubCollector { hub }));
+        Self {
+            registry,
+            joins,
+            frames_in,
+            frames_out,
+            auth_failures,
+            client_errors,
+            refused,
+        }
+    }
+
+    /// The whole registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn joined(&self, server_id: &str) {
+        self.joins
+            .get_or_create(&vec![("server", server_id.to_owned())])
+            .inc();
+    }
+
+    pub fn frame_received(&self) {
+        self.frames_in.inc();
+    }
+
+    pub fn frames_sent(&self, count: usize) {
+        self.frames_out.inc_by(count as u64);
+    }
+
+    /// Counts an `error` frame by the sentence it carries.
+    pub fn client_error(&self, message: &str) {
+        let kind = match message {
+            errors::INVALID_JSON => "invalid_json",
+            errors::INVALID_BINARY => "invalid_binary",
+            errors::UNKNOWN_TYPE => "unknown_type",
+            errors::NO_SUCH_SERVER => "no_such_server",
+            errors::AUTH_FAILED => "auth_failed",
+            errors::AUTH_REQUIRED => "auth_required",
+            errors::PROVIDER_FAILED => "provider_failed",
+            errors::RATE_LIMITED => "rate_limited",
+            _ => "other",
+        };
+        if matches!(kind, "auth_failed" | "auth_required") {
+            self.auth_failures.inc();
+        }
+        self.client_errors
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc();
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.refused
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+}
+
+/// Reads the hub's own numbers at scrape time.
+#[derive(Debug)]
+struct HubCollector {
+    hub: Hub,
+}
+
+impl Collector for HubCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let stats = self.hub.stats();
+        let gauge = ConstGauge::new(self.hub.connections() as i64);
+        gauge.encode(encoder.encode_descriptor(
+            "connections",
+            "Open WebSocket connections",
+            None,
+            gauge.metric_type(),
+        )?)?;
+        let watched = ConstGauge::new(self.hub.watched_servers().len() as i64);
+        watched.encode(encoder.encode_descriptor(
+            "watched_servers",
+            "Discord servers at least one connection watches",
+            None,
+            watched.metric_type(),
+        )?)?;
+        let counters = [
+            (
+                "broadcasts",
+                "Broadcasts made (presence, message, client id)",
+                stats.broadcasts,
+            ),
+            (
+                "frames_queued",
+                "Broadcast frames queued for watchers",
+                stats.frames_queued,
+            ),
+            (
+                "frames_dropped",
+                "Frames not delivered to clients that fell behind",
+                stats.frames_dropped,
+            ),
+            (
+                "slow_clients_closed",
+                "Connections closed because they could not keep up",
+                stats.slow_clients_closed,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
