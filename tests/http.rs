@@ -38,13 +38,23 @@ async fn the_built_in_page_is_served_and_nothing_else() {
             page.header("content-type"),
             Some("text/html; charset=utf-8")
         );
-        let text = page.text();
-        assert!(text.contains("/api/version"), "the page shows the version");
-        assert!(
-            text.contains("socketURL"),
-            "the page links the d-zone client here"
-        );
+        assert!(page.text().contains("/app.js"));
     }
+    let script = http(addr, "GET", "/app.js").await;
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(
+        script.text().contains("/api/version"),
+        "the page shows the version"
+    );
+    assert!(
+        script.text().contains("socketURL"),
+        "the page links the d-zone client here"
+    );
+    let style = http(addr, "GET", "/style.css").await;
+    assert_eq!(style.status, 200);
     let head = http(addr, "HEAD", "/").await;
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());

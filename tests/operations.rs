@@ -24,9 +24,7 @@ async fn try_connect(
 ) -> Result<Client, u16> {
     let mut request = format!("ws://{addr}/").into_client_request().unwrap();
     for (name, value) in headers {
-        request
-            .headers_mut()
-            .insert(*name, value.parse().unwrap());
+        request.headers_mut().insert(*name, value.parse().unwrap());
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok((ws, _)) => {
@@ -53,7 +51,10 @@ async fn connection_caps_hold_under_a_burst_while_admitted_clients_are_served() 
     let burst = (0..60).map(|_| try_connect(addr, &[]));
     let results = futures_util::future::join_all(burst).await;
     let admitted = results.iter().filter(|r| r.is_ok()).count();
-    let refused: Vec<u16> = results.iter().filter_map(|r| r.as_ref().err().copied()).collect();
+    let refused: Vec<u16> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().copied())
+        .collect();
     assert_eq!(admitted, 19);
     assert!(refused.iter().all(|s| *s == 503), "{refused:?}");
     assert_eq!(server.hub().connections(), 20);
@@ -91,11 +92,22 @@ async fn the_per_address_cap_uses_the_proxy_header_only_from_trusted_proxies() {
         max_connections_per_ip: Some(1),
         ..AccessRules::default()
     };
-    let server = start(Server::builder().provider(quiet_world()).access(rules.clone())).await;
+    let server = start(
+        Server::builder()
+            .provider(quiet_world())
+            .access(rules.clone()),
+    )
+    .await;
     let addr = server.local_addr();
-    let _first = try_connect(addr, &[("x-forwarded-for", "203.0.113.1")]).await.unwrap();
+    let _first = try_connect(addr, &[("x-forwarded-for", "203.0.113.1")])
+        .await
+        .unwrap();
     let second = try_connect(addr, &[("x-forwarded-for", "203.0.113.2")]).await;
-    assert_eq!(second.err(), Some(429), "a client cannot choose its own address");
+    assert_eq!(
+        second.err(),
+        Some(429),
+        "a client cannot choose its own address"
+    );
     server.shutdown().await;
 
     // Behind a trusted proxy (loopback here): each forwarded address has its own allowance.
@@ -105,8 +117,12 @@ async fn the_per_address_cap_uses_the_proxy_header_only_from_trusted_proxies() {
     };
     let server = start(Server::builder().provider(quiet_world()).access(rules)).await;
     let addr = server.local_addr();
-    let _a = try_connect(addr, &[("x-forwarded-for", "203.0.113.1")]).await.unwrap();
-    let _b = try_connect(addr, &[("x-forwarded-for", "203.0.113.2")]).await.unwrap();
+    let _a = try_connect(addr, &[("x-forwarded-for", "203.0.113.1")])
+        .await
+        .unwrap();
+    let _b = try_connect(addr, &[("x-forwarded-for", "203.0.113.2")])
+        .await
+        .unwrap();
     let again = try_connect(addr, &[("x-forwarded-for", "203.0.113.1")]).await;
     assert_eq!(again.err(), Some(429));
     server.shutdown().await;
@@ -120,9 +136,15 @@ async fn only_allowed_origins_may_open_a_websocket() {
     };
     let server = start(Server::builder().provider(quiet_world()).access(rules)).await;
     let addr = server.local_addr();
-    assert!(try_connect(addr, &[("origin", "https://nntin.github.io")]).await.is_ok());
+    assert!(
+        try_connect(addr, &[("origin", "https://nntin.github.io")])
+            .await
+            .is_ok()
+    );
     assert_eq!(
-        try_connect(addr, &[("origin", "https://evil.example")]).await.err(),
+        try_connect(addr, &[("origin", "https://evil.example")])
+            .await
+            .err(),
         Some(403)
     );
     assert!(
@@ -134,12 +156,7 @@ async fn only_allowed_origins_may_open_a_websocket() {
 
 #[tokio::test]
 async fn a_flooding_client_is_told_then_closed_and_others_are_unaffected() {
-    let server = start(
-        Server::builder()
-            .provider(quiet_world())
-            .message_rate(5, 5),
-    )
-    .await;
+    let server = start(Server::builder().provider(quiet_world()).message_rate(5, 5)).await;
     let addr = server.local_addr();
     let (mut calm, _) = Client::joined(addr, "repos").await;
     let (mut flood, _) = Client::connect(addr).await;
@@ -203,13 +220,19 @@ async fn metrics_and_health_checks_tell_the_operator_what_happens() {
         "d_back_broadcasts_total 1",
         "d_back_frames_dropped_total 0",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
     }
     let sent = text
         .lines()
         .find_map(|l| l.strip_prefix("d_back_frames_sent_total "))
         .unwrap();
-    assert!(sent.parse::<u64>().unwrap() >= 5, "list, join, 2 errors, message");
+    assert!(
+        sent.parse::<u64>().unwrap() >= 5,
+        "list, join, 2 errors, message"
+    );
     let stats: serde_json::Value =
         serde_json::from_slice(&http(addr, "GET", "/api/stats").await.body).unwrap();
     assert_eq!(stats["connections"], 1);
@@ -266,9 +289,11 @@ async fn tls_serves_https_and_wss_on_the_same_port() {
     let mut ws = ws;
     let first = ws.next().await.unwrap().unwrap();
     assert!(first.to_text().unwrap().contains("server-list"));
-    ws.send(Message::text(r#"{"type":"connect","data":{"server":"repos"}}"#))
-        .await
-        .unwrap();
+    ws.send(Message::text(
+        r#"{"type":"connect","data":{"server":"repos"}}"#,
+    ))
+    .await
+    .unwrap();
     let join = ws.next().await.unwrap().unwrap();
     assert!(join.to_text().unwrap().contains("server-join"));
 

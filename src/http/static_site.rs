@@ -27,6 +27,16 @@ const BUILT_IN: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/index.html"),
     ),
     (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/app.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/style.css"),
+    ),
+    (
         "/favicon.svg",
         "image/svg+xml",
         include_bytes!("../../assets/favicon.svg"),

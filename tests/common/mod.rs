@@ -201,12 +201,37 @@ pub async fn http_with(
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
     stream.write_all(body).await.expect("write body");
-    let mut raw = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+    let raw = tokio::time::timeout(PATIENCE, read_response(&mut stream, method == "HEAD"))
         .await
-        .expect("response in time")
-        .expect("read");
+        .expect("response in time");
     parse_response(&raw, method == "HEAD")
+}
+
+/// Reads one response: to its Content-Length when it has one (some servers keep
+/// the connection open regardless of `Connection: close`), else to the end.
+async fn read_response(stream: &mut TcpStream, head: bool) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut chunk).await.expect("read");
+        if n == 0 {
+            return raw;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head_text = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let length = head_text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        match length {
+            Some(_) if head => return raw,
+            Some(length) if raw.len() >= split + 4 + length => return raw,
+            _ => {}
+        }
+    }
 }
 
 fn parse_response(raw: &[u8], head: bool) -> HttpResponse {
