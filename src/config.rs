@@ -156,11 +156,11 @@ pub struct Cli {
     pub real_ip_header: String,
 
     /// Print a shell completion script for SHELL and exit.
-    #[arg(long, value_name = "SHELL", exclusive = true)]
+    #[arg(long, value_name = "SHELL")]
     pub completions: Option<Shell>,
 
     /// Print the manual page (roff) and exit.
-    #[arg(long, exclusive = true)]
+    #[arg(long)]
     pub man: bool,
 }
 

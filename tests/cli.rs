@@ -197,3 +197,95 @@ async fn flags_win_over_the_environment_and_sigint_stops_it() {
         .unwrap();
     assert_eq!(code, 0);
 }
+
+#[test]
+fn completions_and_a_manual_page_are_generated_from_the_flags() {
+    let (code, out, err) = run(&["--completions", "bash"], &[("D_BACK_PORT", "1")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("_d_back()") && out.contains("--static-dir"));
+    let (code, out, _) = run(&["--completions", "zsh"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("#compdef d_back"));
+    let (code, out, _) = run(&["--man"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains(".TH d_back 1"));
+    assert!(
+        out.contains("D_BACK_MAX_CONNECTIONS"),
+        "the page lists environment variables"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_have_one_line_per_connection_event_with_the_client_address() {
+    let mut child = d_back()
+        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+        .args(["--trusted-proxy", "127.0.0.1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_json = || -> serde_json::Value {
+        loop {
+            let line = lines.recv_timeout(PATIENCE).expect("a log line");
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
+                return value;
+            }
+        }
+    };
+    let listening = next_json();
+    assert_eq!(listening["fields"]["message"], "d-back listening");
+    let addr: SocketAddr = listening["fields"]["local_addr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Through a "proxy" (loopback is trusted here), so the logs name the forwarded client.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{addr}/"
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", "198.51.100.23".parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut client = Client { ws };
+    client.recv().await;
+    client.join("dworld").await;
+    drop(client);
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = next_json();
+        let message = event["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if ["client connected", "client joined", "client disconnected"].contains(&message.as_str())
+        {
+            let peer = event["fields"]["peer"].as_str().unwrap_or_default();
+            assert!(peer.starts_with("198.51.100.23"), "{event}");
+            seen.push(message);
+        }
+    }
+    assert_eq!(
+        seen,
+        ["client connected", "client joined", "client disconnected"]
+    );
+    signal(&child, "TERM");
+    assert_eq!(
+        tokio::task::spawn_blocking(move || wait_exit(&mut child))
+            .await
+            .unwrap(),
+        0
+    );
+}
