@@ -522,6 +522,43 @@ mod tests {
     }
 
     #[test]
+    fn no_input_makes_decoding_panic() {
+        use rand::{Rng, SeedableRng};
+        let pieces = [
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"type\"",
+            ":",
+            ",",
+            "\"connect\"",
+            "\"data\"",
+            "null",
+            "1e999",
+            "\"server\"",
+            "\"discordUser\"",
+            "\"\\u0000\"",
+            "true",
+            "-0",
+            "\"\\ud800\"",
+            " ",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let text: String = (0..rng.random_range(0..24))
+                .map(|_| pieces[rng.random_range(0..pieces.len())])
+                .collect();
+            let _ = Incoming::decode(&text);
+        }
+        let deep = "[".repeat(100_000);
+        assert_eq!(
+            Incoming::decode(&deep).unwrap_err(),
+            DecodeError::InvalidJson
+        );
+    }
+
+    #[test]
     fn outgoing_frames_match_the_wire_contract() {
         let update = PresenceUpdate::new("1", Status::Idle).with_username("n");
         let text = Outgoing::Presence {
