@@ -93,8 +93,10 @@ pub(crate) async fn run(
         code: close,
         reason,
     });
+    let writer_task = writer.abort_handle();
     if timeout(CLOSE_GRACE * 2, writer).await.is_err() {
-        debug!(connection = id, "writer did not finish in time");
+        debug!(connection = id, "writer did not finish in time; stopping it");
+        writer_task.abort();
     }
     info!(%peer, connection = id, close_code = close, "client disconnected");
 }
