@@ -7,6 +7,7 @@
 //! [`DataProvider::validate_discord_user`] lets no one into a passworded server.
 
 mod data_file;
+pub mod discord;
 mod mock;
 mod oauth;
 mod store;
