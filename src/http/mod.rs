@@ -5,6 +5,7 @@
 //! WebSocket upgrades are accepted on any path, because the d-zone client
 //! connects to `<page path>/ws` and a reverse proxy may add a prefix.
 
+pub(crate) mod ingest;
 mod static_site;
 
 pub(crate) use static_site::StaticSite;
