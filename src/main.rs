@@ -6,6 +6,7 @@
 //! never a backtrace.
 
 mod config;
+mod sources;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use config::{Cli, LogFormat};
+use sources::Sources;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,16 +24,23 @@ async fn main() -> ExitCode {
         Ok(builder) => builder,
         Err(message) => return fail(&message),
     };
+    let sources = match Sources::start(&cli).await {
+        Ok(sources) => sources,
+        Err(message) => return fail(&message),
+    };
+    let builder = sources.configure(builder, &cli);
     let server = match builder.bind().await {
         Ok(server) => server,
         Err(error) => return fail(&error.to_string()),
     };
+    sources.attach(server.hub());
     let addr = server.local_addr();
     eprintln!(
         "d-back {} serving http://{addr}/ (WebSocket on the same address); Ctrl-C stops it",
         env!("CARGO_PKG_VERSION")
     );
     wait_for_stop_signal().await;
+    sources.stop().await;
     server.shutdown().await;
     ExitCode::SUCCESS
 }
