@@ -87,7 +87,7 @@ pub(super) async fn run(
         let url = session
             .as_ref()
             .map_or(config.gateway_url.as_str(), |s| s.resume_url.as_str());
-        let url = format!("{}/?v=10&encoding=json", url.trim_end_matches('/'));
+        let url = versioned(url);
         let ending = tokio::select! {
             _ = stop.cancelled() => Ending::Stopped,
             ending = connection(&config, &url, &mut session, &mut mapper, &mut ready, &stop) => ending,
@@ -311,6 +311,19 @@ fn closed(frame: Option<CloseFrame>) -> Ending {
     }
 }
 
+/// The gateway URL with the API version and encoding we speak.
+fn versioned(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let separator = if url.contains('?') {
+        "&"
+    } else if after_scheme.contains('/') {
+        "?"
+    } else {
+        "/?"
+    };
+    format!("{url}{separator}v=10&encoding=json")
+}
+
 fn reconnect(resume: bool, why: String) -> Ending {
     Ending::Reconnect { resume, why }
 }
@@ -320,4 +333,22 @@ fn close_to_resume() -> Message {
         code: CloseCode::from(CLOSE_TO_RESUME),
         reason: "reconnecting".into(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::versioned;
+
+    #[test]
+    fn the_version_is_added_to_any_gateway_url() {
+        assert_eq!(
+            versioned("wss://gateway.discord.gg"),
+            "wss://gateway.discord.gg/?v=10&encoding=json"
+        );
+        assert_eq!(
+            versioned("ws://127.0.0.1:5/resume"),
+            "ws://127.0.0.1:5/resume?v=10&encoding=json"
+        );
+        assert_eq!(versioned("ws://h/?x=1"), "ws://h/?x=1&v=10&encoding=json");
+    }
 }
