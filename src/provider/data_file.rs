@@ -94,6 +94,9 @@ struct RawFile {
     client_id: Option<String>,
     #[serde(default)]
     servers: IndexMap<Snowflake, RawServer>,
+    /// The built-in world's layout, also accepted: users by server snowflake, then by uid.
+    #[serde(default)]
+    users: IndexMap<Snowflake, IndexMap<String, RawUser>>,
 }
 
 #[derive(Deserialize)]
@@ -189,7 +192,19 @@ impl DataFile {
             client_id: raw.client_id,
             ..Self::default()
         };
-        for (snowflake, server) in raw.servers {
+        let mut by_server = raw.users;
+        if let Some(unknown) = by_server.keys().find(|k| !raw.servers.contains_key(*k)) {
+            return Err(invalid(format!(
+                "users are listed for server {unknown}, which is not under `servers`"
+            )));
+        }
+        for (snowflake, mut server) in raw.servers {
+            if let Some(users) = by_server.shift_remove(&snowflake) {
+                server
+                    .users
+                    .get_or_insert_with(Vec::new)
+                    .extend(users.into_values());
+            }
             if server.id.trim().is_empty() {
                 return Err(invalid(format!("server {snowflake} needs a non-empty id")));
             }
@@ -284,6 +299,19 @@ mod tests {
             .to_string();
         assert!(error.contains("line 3"), "{error}");
         assert!(error.contains("missing field `id`"), "{error}");
+    }
+
+    #[test]
+    fn the_built_in_worlds_layout_is_accepted() {
+        let text = include_str!("../../examples/world.json");
+        let file = DataFile::parse_json(text, "world.json").unwrap();
+        assert_eq!(file.servers.len(), 2);
+        assert_eq!(file.users["100000000000000001"].len(), 3);
+        assert_eq!(file.users["100000000000000001"][0].role_color, "#e91e63");
+        let toml =
+            DataFile::parse_toml(include_str!("../../examples/world.toml"), "w.toml").unwrap();
+        assert!(toml.servers["123456789012345678"].passworded);
+        assert!(toml.settings["123456789012345678"].hide_offline);
     }
 
     #[test]
