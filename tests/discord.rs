@@ -423,3 +423,61 @@ async fn a_rejected_token_ends_the_start_of_the_command() {
         "the token is never printed"
     );
 }
+
+#[tokio::test]
+async fn large_guilds_are_completed_and_role_changes_recolour() {
+    let mut fake = FakeDiscord::start().await;
+    let store = Store::new();
+    let (source, mut conn, _) = connect_bot(&mut fake, &store).await;
+    let mut guild = guild_create();
+    guild["large"] = json!(true);
+    guild["members"] = json!([guild["members"][0].clone()]);
+    conn.dispatch("GUILD_CREATE", 2, guild);
+    let request = conn.expect_op(8).await;
+    assert_eq!(
+        request["d"],
+        json!({"guild_id": GUILD, "query": "", "limit": 0, "presences": true}),
+        "the rest of a large guild's members are asked for"
+    );
+    let server = serve(&store).await;
+    let (mut client, join) = Client::joined(server.local_addr(), "test-guild").await;
+    assert_eq!(join["data"]["users"].as_object().unwrap().len(), 1);
+
+    conn.dispatch(
+        "GUILD_MEMBERS_CHUNK",
+        3,
+        json!({"guild_id": GUILD, "chunk_index": 0, "chunk_count": 1,
+               "members": [member(BOB, "bob", json!({"roles": ["r-blue"]}))],
+               "presences": [presence(BOB, "dnd")]}),
+    );
+    assert_eq!(
+        client.recv().await["data"],
+        json!({"uid": BOB, "status": "dnd", "username": "bob", "roleColor": "#3498db"})
+    );
+
+    // The blue role turns green: its holders change colour.
+    conn.dispatch(
+        "GUILD_ROLE_UPDATE",
+        4,
+        json!({"guild_id": GUILD, "role": {"id": "r-blue", "name": "blue", "color": 0x2ecc71, "position": 1}}),
+    );
+    assert_eq!(
+        client.recv().await["data"],
+        json!({"uid": BOB, "status": "dnd", "roleColor": "#2ecc71"})
+    );
+    assert!(
+        client.next_json(QUIET).await.is_none(),
+        "alice's red outranks blue"
+    );
+
+    // A new nickname is a new name under the actor.
+    let mut renamed = member(BOB, "bob", json!({"nick": "Robert", "roles": ["r-blue"]}));
+    renamed["guild_id"] = json!(GUILD);
+    conn.dispatch("GUILD_MEMBER_UPDATE", 5, renamed);
+    assert_eq!(
+        client.recv().await["data"],
+        json!({"uid": BOB, "status": "dnd", "username": "Robert", "roleColor": "#2ecc71"})
+    );
+    source.stop().await;
+    server.shutdown().await;
+}

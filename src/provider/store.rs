@@ -307,6 +307,8 @@ impl Store {
     }
 
     /// Sets a user's name and colour, keeping their status; adds them (offline) if new.
+    ///
+    /// Nothing is broadcast when neither changed.
     pub fn update_profile(
         &self,
         server: &str,
@@ -314,12 +316,24 @@ impl Store {
         username: impl Into<String>,
         role_color: impl Into<String>,
     ) -> Result<usize, UnknownServer> {
-        let status = self
+        let (username, role_color) = (username.into(), role_color.into());
+        let known = self
             .read()
             .rosters
             .get(server)
             .and_then(|r| r.get(uid))
-            .map_or(Status::Offline, |u| u.status);
+            .map(|u| {
+                (
+                    u.status,
+                    u.username == username && u.role_color == role_color,
+                )
+            });
+        let status = match known {
+            // Discord reports many changes (avatars, boosts) that d-zone does not draw.
+            Some((_, true)) => return Ok(0),
+            Some((status, false)) => status,
+            None => Status::Offline,
+        };
         let update = PresenceUpdate::new(uid, status)
             .with_username(username)
             .with_role_color(role_color);
