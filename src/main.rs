@@ -2,8 +2,9 @@
 //! SIGINT or SIGTERM, then shut down gracefully.
 //!
 //! Start-up problems (a port in use, a host that does not resolve, a missing
-//! static directory) end the process with one line on stderr and exit code 1,
-//! never a backtrace.
+//! static directory, a data file that does not parse, Discord refusing the
+//! bot) end the process with one line on stderr and exit code 1, never a
+//! backtrace. Which data is served is decided in [`sources`].
 
 mod config;
 mod sources;
