@@ -16,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
-use tokio::time::{Instant, interval_at, sleep, timeout};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -84,13 +84,14 @@ pub(super) async fn run(
     let mut session: Option<Session> = None;
     let mut failures = 0u32;
     loop {
+        let mut healthy = false;
         let url = session
             .as_ref()
             .map_or(config.gateway_url.as_str(), |s| s.resume_url.as_str());
         let url = versioned(url);
         let ending = tokio::select! {
             _ = stop.cancelled() => Ending::Stopped,
-            ending = connection(&config, &url, &mut session, &mut mapper, &mut ready, &stop) => ending,
+            ending = connection(&config, &url, &mut session, &mut mapper, &mut ready, &stop, &mut healthy) => ending,
         };
         match ending {
             Ending::Stopped => return,
@@ -117,6 +118,10 @@ pub(super) async fn run(
                     });
                     return;
                 }
+                if healthy {
+                    // This connection worked for a while; back off from the start again.
+                    failures = 0;
+                }
                 failures = failures.saturating_add(1);
                 let backoff = (Duration::from_millis(500)
                     * 2u32.saturating_pow(failures.min(8) - 1))
@@ -132,10 +137,6 @@ pub(super) async fn run(
                 }
             }
         }
-        if session.is_some() {
-            // A connection that got as far as a session is healthy; start backing off anew.
-            failures = failures.min(1);
-        }
     }
 }
 
@@ -147,6 +148,7 @@ async fn connection(
     mapper: &mut Mapper,
     ready: &mut Option<oneshot::Sender<Result<(), DiscordError>>>,
     stop: &CancellationToken,
+    healthy: &mut bool,
 ) -> Ending {
     let socket = match timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
         Ok(Ok((socket, _))) => socket,
@@ -184,6 +186,7 @@ async fn connection(
     // Discord asks for the first beat after a random part of the interval.
     let first = every.mul_f64(rand::random::<f64>());
     let mut heartbeat = interval_at(Instant::now() + first, every);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut acked = true;
     loop {
         let payload = tokio::select! {
@@ -227,13 +230,17 @@ async fn connection(
                             resume_url: resume_url.to_owned(),
                             seq: payload.s,
                         });
+                        *healthy = true;
                         let guilds = payload.d["guilds"].as_array().map_or(0, Vec::len);
                         info!(guilds, "connected to Discord");
                         if let Some(ready) = ready.take() {
                             let _ = ready.send(Ok(()));
                         }
                     }
-                    "RESUMED" => info!("resumed the Discord session"),
+                    "RESUMED" => {
+                        *healthy = true;
+                        info!("resumed the Discord session");
+                    }
                     _ => {
                         for request in mapper.dispatch(&kind, payload.d) {
                             if sink.send(send(request)).await.is_err() {
