@@ -481,3 +481,31 @@ async fn large_guilds_are_completed_and_role_changes_recolour() {
     source.stop().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_gateway_that_stops_answering_heartbeats_is_left_and_resumed() {
+    let mut fake = FakeDiscord::start().await;
+    fake.set_heartbeat_ms(150);
+    let store = Store::new();
+    let (source, mut conn, _) = connect_bot(&mut fake, &store).await;
+    conn.dispatch("GUILD_CREATE", 2, guild_create());
+    eventually("the guild is listed", || store.has_server(GUILD)).await;
+    let server = serve(&store).await;
+    let (mut client, _) = Client::joined(server.local_addr(), "test-guild").await;
+
+    fake.mute_heartbeats(true);
+    conn.wait_closed().await;
+    fake.mute_heartbeats(false);
+    let mut resumed = fake.next_connection().await;
+    assert_eq!(resumed.path, "/resume");
+    let resume = resumed.expect_op(6).await;
+    assert_eq!(resume["d"]["seq"], 2);
+    resumed.dispatch("RESUMED", 3, json!({}));
+    resumed.dispatch("PRESENCE_UPDATE", 4, presence(CAROL, "online"));
+    assert_eq!(
+        client.recv().await["data"],
+        json!({"uid": CAROL, "status": "online"})
+    );
+    source.stop().await;
+    server.shutdown().await;
+}

@@ -38,6 +38,10 @@ struct Shared {
     app_flags: Arc<AtomicU64>,
     /// Calls to `/users/@me`.
     me_calls: Arc<AtomicUsize>,
+    /// `heartbeat_interval` sent in HELLO, in milliseconds (0 = the usual 45 s).
+    heartbeat_ms: Arc<AtomicU64>,
+    /// When set, heartbeats are not acknowledged (a "zombie" connection).
+    mute: Arc<std::sync::atomic::AtomicBool>,
     /// New gateway connections, for the test to take.
     connections: Arc<Mutex<Option<mpsc::UnboundedSender<GatewayConn>>>>,
 }
@@ -101,6 +105,16 @@ impl FakeDiscord {
 
     pub fn set_app_flags(&self, flags: u64) {
         self.shared.app_flags.store(flags, Ordering::SeqCst);
+    }
+
+    /// Sets the heartbeat interval of later HELLOs.
+    pub fn set_heartbeat_ms(&self, ms: u64) {
+        self.shared.heartbeat_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Stops (or resumes) acknowledging heartbeats.
+    pub fn mute_heartbeats(&self, mute: bool) {
+        self.shared.mute.store(mute, Ordering::SeqCst);
     }
 
     pub fn me_calls(&self) -> usize {
@@ -188,7 +202,11 @@ async fn gateway(
 async fn pump(socket: WebSocket, shared: Shared, path: String) {
     let (to_bot, mut outgoing) = mpsc::unbounded_channel::<Message>();
     let (incoming, from_bot) = mpsc::unbounded_channel::<Value>();
-    let hello = json!({"op": 10, "d": {"heartbeat_interval": 45000}});
+    let interval = match shared.heartbeat_ms.load(Ordering::SeqCst) {
+        0 => 45_000,
+        ms => ms,
+    };
+    let hello = json!({"op": 10, "d": {"heartbeat_interval": interval}});
     let _ = to_bot.send(Message::text(hello.to_string()));
     let conn = GatewayConn {
         path,
@@ -214,6 +232,9 @@ async fn pump(socket: WebSocket, shared: Shared, path: String) {
                     Message::Text(text) => {
                         let payload: Value = serde_json::from_str(text.as_str()).unwrap();
                         if payload["op"] == 1 {
+                            if shared.mute.load(Ordering::SeqCst) {
+                                continue;
+                            }
                             let _ = to_bot.send(Message::text(json!({"op": 11}).to_string()));
                         } else {
                             let _ = incoming.send(payload);
