@@ -10,7 +10,10 @@
 //! The store keeps every member, also offline ones, so that the OAuth2 check
 //! can ask "is this user a member"; a server's `hide_offline` setting only
 //! changes what browsers are shown. The store never talks to sockets and never
-//! holds its lock across an `.await` or a broadcast.
+//! holds its lock across an `.await`. It does hold it while handing a change to
+//! the hub, so that two writers' changes reach browsers in the order they were
+//! recorded; this is safe because the hub never calls the store while holding
+//! its own lock (it asks the provider before locking).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -216,10 +219,10 @@ impl Store {
                 }
             }
             state.rosters.insert(server.to_owned(), roster);
-        }
-        if let Some(hub) = self.inner.hub.get() {
-            for change in changes {
-                hub.broadcast_presence(server, change);
+            if let Some(hub) = self.inner.hub.get() {
+                for change in changes {
+                    hub.broadcast_presence(server, change);
+                }
             }
         }
         Ok(())
@@ -231,15 +234,13 @@ impl Store {
     /// them, and an update without a name for an unknown user is ignored (no
     /// one could draw them).
     pub fn presence(&self, server: &str, update: PresenceUpdate) -> Result<usize, UnknownServer> {
-        let shown = {
-            let mut state = self.write();
-            if !state.servers.contains_key(server) {
-                return Err(UnknownServer(server.to_owned()));
-            }
-            let hide_offline = state.settings.get(server).is_some_and(|s| s.hide_offline);
-            let roster = state.rosters.entry(server.to_owned()).or_default();
-            apply(roster, update, hide_offline)
-        };
+        let mut state = self.write();
+        if !state.servers.contains_key(server) {
+            return Err(UnknownServer(server.to_owned()));
+        }
+        let hide_offline = state.settings.get(server).is_some_and(|s| s.hide_offline);
+        let roster = state.rosters.entry(server.to_owned()).or_default();
+        let shown = apply(roster, update, hide_offline);
         Ok(match (shown, self.inner.hub.get()) {
             (Some(update), Some(hub)) => hub.broadcast_presence(server, update),
             _ => 0,
@@ -266,8 +267,8 @@ impl Store {
         client_id: impl Into<String>,
     ) -> Result<(), UnknownServer> {
         let client_id = client_id.into();
+        let mut state = self.write();
         let affected: Vec<Snowflake> = {
-            let mut state = self.write();
             match server {
                 Some(server) => {
                     if !state.servers.contains_key(server) {
