@@ -81,6 +81,49 @@ pub struct Cli {
     )]
     pub mock_message_every: f64,
 
+    /// Serve the servers and users in this TOML or JSON file instead of the built-in world.
+    #[arg(long, env = "D_BACK_DATA", value_name = "FILE")]
+    pub data: Option<PathBuf>,
+
+    /// Connect to Discord as this bot and show the guilds it is in.
+    #[arg(
+        long,
+        env = "DISCORD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub discord_token: Option<String>,
+
+    /// Discord gateway the bot connects to (tests point it at a local fake).
+    #[arg(long, env = "D_BACK_DISCORD_GATEWAY_URL", default_value = d_back::provider::discord::DISCORD_GATEWAY, value_name = "URL")]
+    pub discord_gateway_url: String,
+
+    /// Discord REST API base, for OAuth2 login checks and the bot's own questions.
+    #[arg(long, env = "D_BACK_DISCORD_API_URL", default_value = d_back::provider::DISCORD_API, value_name = "URL")]
+    pub discord_api_url: String,
+
+    /// OAuth2 application id sent to browsers (`clientId`) for the Discord login button.
+    #[arg(long, env = "D_BACK_OAUTH_CLIENT_ID", value_name = "ID")]
+    pub oauth_client_id: Option<String>,
+
+    /// Seconds Discord may take to confirm a login before it is refused.
+    #[arg(
+        long,
+        env = "D_BACK_OAUTH_TIMEOUT",
+        default_value_t = 5.0,
+        value_name = "SECONDS"
+    )]
+    pub oauth_timeout: f64,
+
+    /// Turn on the ingest API (/api/ingest/...) for callers presenting this bearer token.
+    #[arg(
+        long,
+        env = "D_BACK_INGEST_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub ingest_token: Option<String>,
+
     /// TLS certificate chain (PEM); with --tls-key, serves https:// and wss:// on the same port.
     #[arg(
         long,
@@ -219,7 +262,7 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("'{text}' is neither an IP address nor a network like 10.0.0.0/8"))
 }
 
-fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
+pub(crate) fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value)
         .map_err(|_| format!("{flag} must be a number of seconds of 0 or more, not {value}"))
 }

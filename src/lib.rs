@@ -10,7 +10,9 @@
 //! The pieces, in the order data flows:
 //!
 //! - a [`DataProvider`] answers "which servers, which users, is this login
-//!   genuine"; the built-in [`MockWorld`] is the default;
+//!   genuine"; the built-in [`MockWorld`] is the default, and the shared
+//!   [`Store`](provider::Store) serves real data from a data file, a Discord
+//!   bot and the ingest API;
 //! - the [`Hub`] keeps one shared state per watched Discord server and fans out
 //!   broadcasts (encoded once) to the bounded outbox of every watcher;
 //! - each WebSocket is a session that answers `connect` and drains its outbox;

@@ -2,10 +2,12 @@
 //! SIGINT or SIGTERM, then shut down gracefully.
 //!
 //! Start-up problems (a port in use, a host that does not resolve, a missing
-//! static directory) end the process with one line on stderr and exit code 1,
-//! never a backtrace.
+//! static directory, a data file that does not parse, Discord refusing the
+//! bot) end the process with one line on stderr and exit code 1, never a
+//! backtrace. Which data is served is decided in [`sources`].
 
 mod config;
+mod sources;
 
 use std::process::ExitCode;
 
@@ -13,6 +15,7 @@ use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
 use config::{Cli, LogFormat};
+use sources::Sources;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -33,16 +36,23 @@ async fn main() -> ExitCode {
         Ok(builder) => builder,
         Err(message) => return fail(&message),
     };
+    let sources = match Sources::start(&cli).await {
+        Ok(sources) => sources,
+        Err(message) => return fail(&message),
+    };
+    let builder = sources.configure(builder, &cli);
     let server = match builder.bind().await {
         Ok(server) => server,
         Err(error) => return fail(&error.to_string()),
     };
+    sources.attach(server.hub());
     let addr = server.local_addr();
     eprintln!(
         "d-back {} serving http://{addr}/ (WebSocket on the same address); Ctrl-C stops it",
         env!("CARGO_PKG_VERSION")
     );
     wait_for_stop_signal().await;
+    sources.stop().await;
     server.shutdown().await;
     ExitCode::SUCCESS
 }

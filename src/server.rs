@@ -22,7 +22,7 @@ use crate::http::{self, AccessRules, Admission, AppState, StaticSite};
 use crate::hub::Hub;
 use crate::listener::{Listener, PeerAddr, TlsFiles, load_tls};
 use crate::metrics::Metrics;
-use crate::provider::{DataProvider, MockWorld};
+use crate::provider::{DataProvider, MockWorld, Store};
 
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -146,6 +146,8 @@ pub struct ServerBuilder {
     limits: Limits,
     access: AccessRules,
     tls: Option<TlsFiles>,
+    /// The ingest API's store and bearer token, when it is on.
+    ingest: Option<(Store, String)>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -171,6 +173,7 @@ impl Default for ServerBuilder {
             limits: Limits::default(),
             access: AccessRules::default(),
             tls: None,
+            ingest: None,
         }
     }
 }
@@ -255,6 +258,33 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves the ingest API (`/api/ingest/…`, see the README) writing into
+    /// `store`, for callers that present `token` as a bearer token.
+    ///
+    /// The store is attached to the hub at bind, so its changes reach browsers;
+    /// it is usually also the [`provider`](Self::provider).
+    ///
+    /// ```
+    /// use d_back::{Server, provider::Store};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), d_back::StartError> {
+    /// let store = Store::new();
+    /// let server = Server::builder()
+    ///     .host("127.0.0.1")
+    ///     .port(0)
+    ///     .provider(store.clone())
+    ///     .ingest_api("a long random secret", store)
+    ///     .bind()
+    ///     .await?;
+    /// server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn ingest_api(mut self, token: impl Into<String>, store: Store) -> Self {
+        self.ingest = Some((store, token.into()));
+        self
+    }
+
     /// Checks the settings, opens the port and starts serving.
     pub async fn bind(self) -> Result<RunningServer, StartError> {
         let site = match &self.static_dir {
@@ -285,7 +315,12 @@ impl ServerBuilder {
             admission: Arc::new(Admission::new(self.access)),
             metrics: Arc::new(Metrics::new(hub.clone())),
         };
-        let app = http::router(state).into_make_service_with_connect_info::<PeerAddr>();
+        let mut app = http::router(state);
+        if let Some((store, token)) = &self.ingest {
+            store.attach(hub.clone());
+            app = app.merge(http::ingest::router(store.clone(), token));
+        }
+        let app = app.into_make_service_with_connect_info::<PeerAddr>();
         let stop = shutdown.clone();
         let serving = tokio::spawn(async move {
             let served = axum::serve(listener, app)

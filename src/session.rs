@@ -95,7 +95,10 @@ pub(crate) async fn run(
     });
     let writer_task = writer.abort_handle();
     if timeout(CLOSE_GRACE * 2, writer).await.is_err() {
-        debug!(connection = id, "writer did not finish in time; stopping it");
+        debug!(
+            connection = id,
+            "writer did not finish in time; stopping it"
+        );
         writer_task.abort();
     }
     info!(%peer, connection = id, close_code = close, "client disconnected");

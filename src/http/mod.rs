@@ -6,6 +6,7 @@
 //! connects to `<page path>/ws` and a reverse proxy may add a prefix.
 
 mod admission;
+pub(crate) mod ingest;
 mod static_site;
 
 pub use admission::AccessRules;

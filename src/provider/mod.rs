@@ -6,9 +6,16 @@
 //! may call. The defaults fail closed: a provider that does not override
 //! [`DataProvider::validate_discord_user`] lets no one into a passworded server.
 
+mod data_file;
+pub mod discord;
 mod mock;
+mod oauth;
+mod store;
 
+pub use data_file::{DataFile, DataFileError};
 pub use mock::{MOCK_CHANNEL, MockWorld};
+pub use oauth::{DISCORD_API, OAuthValidator};
+pub use store::{DEFAULT_ROLE_COLOR, ServerSettings, Store, UnknownServer};
 
 use std::fmt;
 
@@ -138,4 +145,10 @@ pub trait DataProvider: Send + Sync + 'static {
         let _ = (server, hub);
         None
     }
+}
+
+/// Makes rustls use the `ring` crypto provider for every HTTPS and WSS
+/// connection to Discord; harmless when called again.
+pub(crate) fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

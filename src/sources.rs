@@ -1,0 +1,96 @@
+//! Which data the `d_back` command serves, decided from its flags.
+//!
+//! With none of `--data`, `--discord-token` and `--ingest-token` it serves the
+//! built-in world. With any of them it serves one shared [`Store`]: the data
+//! file loads into it first (servers, settings, users), then the Discord bot
+//! adds the guilds it is in (keeping the file's settings for a guild it lists),
+//! and the ingest API writes into it while the server runs. This module only
+//! wires those together; each source lives in the library.
+
+use std::time::Duration;
+
+use d_back::provider::discord::{DiscordConfig, DiscordSource};
+use d_back::provider::{DataFile, OAuthValidator, Store};
+use d_back::{Hub, ServerBuilder};
+use tracing::{info, warn};
+
+use crate::config::{Cli, seconds};
+
+/// The real data sources that were started, if any.
+pub struct Sources {
+    store: Option<Store>,
+    discord: Option<DiscordSource>,
+}
+
+impl Sources {
+    /// Loads the data file and connects to Discord, as the flags ask; says what is wrong otherwise.
+    pub async fn start(cli: &Cli) -> Result<Self, String> {
+        let real = cli.data.is_some() || cli.discord_token.is_some() || cli.ingest_token.is_some();
+        if !real {
+            if cli.oauth_client_id.is_some() {
+                warn!("--oauth-client-id is ignored by the built-in world");
+            }
+            return Ok(Self {
+                store: None,
+                discord: None,
+            });
+        }
+        let store = Store::new();
+        store.set_oauth(OAuthValidator::new(
+            &cli.discord_api_url,
+            seconds("--oauth-timeout", cli.oauth_timeout)?.max(Duration::from_millis(100)),
+        ));
+        if let Some(path) = &cli.data {
+            let file = DataFile::load(path).map_err(|e| e.to_string())?;
+            info!(file = %path.display(), servers = file.servers.len(), "data file loaded");
+            file.load_into(&store);
+        }
+        if let Some(client_id) = &cli.oauth_client_id {
+            store
+                .set_client_id(None, client_id)
+                .map_err(|e| e.to_string())?;
+        }
+        let discord = match &cli.discord_token {
+            Some(token) => {
+                let config = DiscordConfig::new(token)
+                    .gateway_url(&cli.discord_gateway_url)
+                    .api_url(&cli.discord_api_url);
+                Some(
+                    DiscordSource::start(config, store.clone())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            None => None,
+        };
+        Ok(Self {
+            store: Some(store),
+            discord,
+        })
+    }
+
+    /// Points the server at the store and mounts the ingest API if it was asked for.
+    pub fn configure(&self, mut builder: ServerBuilder, cli: &Cli) -> ServerBuilder {
+        if let Some(store) = &self.store {
+            builder = builder.provider(store.clone());
+            if let Some(token) = &cli.ingest_token {
+                builder = builder.ingest_api(token, store.clone());
+            }
+        }
+        builder
+    }
+
+    /// Lets the store's changes reach browsers.
+    pub fn attach(&self, hub: Hub) {
+        if let Some(store) = &self.store {
+            store.attach(hub);
+        }
+    }
+
+    /// Disconnects from Discord.
+    pub async fn stop(self) {
+        if let Some(discord) = self.discord {
+            discord.stop().await;
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! A local stand-in for Discord, the only fake the tests use (a real Discord
+//! cannot be reached from a test): a gateway over WebSocket that the test
+//! scripts frame by frame, and the REST endpoints d-back calls
+//! (`/api/users/@me`, `/api/applications/@me`).
+//!
+//! The gateway sends `HELLO` on connect and answers heartbeats by itself;
+//! everything else the bot sends is handed to the test, which decides what
+//! Discord says next.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Token the fake's `/users/@me` answers slowly, to test time-outs.
+pub const SLOW_TOKEN: &str = "slow-token";
+
+/// How long a test waits for the bot to do something.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Default)]
+struct Shared {
+    /// OAuth2 access token → user id.
+    tokens: Arc<Mutex<HashMap<String, String>>>,
+    /// `flags` of `/applications/@me`.
+    app_flags: Arc<AtomicU64>,
+    /// Calls to `/users/@me`.
+    me_calls: Arc<AtomicUsize>,
+    /// `heartbeat_interval` sent in HELLO, in milliseconds (0 = the usual 45 s).
+    heartbeat_ms: Arc<AtomicU64>,
+    /// When set, heartbeats are not acknowledged (a "zombie" connection).
+    mute: Arc<std::sync::atomic::AtomicBool>,
+    /// New gateway connections, for the test to take.
+    connections: Arc<Mutex<Option<mpsc::UnboundedSender<GatewayConn>>>>,
+}
+
+/// The running fake.
+pub struct FakeDiscord {
+    pub addr: SocketAddr,
+    shared: Shared,
+    connections: mpsc::UnboundedReceiver<GatewayConn>,
+}
+
+/// One bot connection to the fake gateway.
+pub struct GatewayConn {
+    /// The path the bot connected to (`/` or `/resume`).
+    pub path: String,
+    to_bot: mpsc::UnboundedSender<Message>,
+    from_bot: mpsc::UnboundedReceiver<Value>,
+}
+
+impl FakeDiscord {
+    pub async fn start() -> FakeDiscord {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Shared::default();
+        *shared.connections.lock().unwrap() = Some(tx);
+        let app = Router::new()
+            .route("/api/users/@me", get(users_me))
+            .route("/api/applications/@me", get(application))
+            .fallback(gateway)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeDiscord {
+            addr,
+            shared,
+            connections: rx,
+        }
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Where READY tells the bot to resume.
+    pub fn resume_url(&self) -> String {
+        format!("ws://{}/resume", self.addr)
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// Makes `/users/@me` answer `user_id` for `token`.
+    pub fn add_token(&self, token: &str, user_id: &str) {
+        self.shared
+            .tokens
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), user_id.to_owned());
+    }
+
+    pub fn set_app_flags(&self, flags: u64) {
+        self.shared.app_flags.store(flags, Ordering::SeqCst);
+    }
+
+    /// Sets the heartbeat interval of later HELLOs.
+    pub fn set_heartbeat_ms(&self, ms: u64) {
+        self.shared.heartbeat_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Stops (or resumes) acknowledging heartbeats.
+    pub fn mute_heartbeats(&self, mute: bool) {
+        self.shared.mute.store(mute, Ordering::SeqCst);
+    }
+
+    pub fn me_calls(&self) -> usize {
+        self.shared.me_calls.load(Ordering::SeqCst)
+    }
+
+    /// The next connection the bot opens.
+    pub async fn next_connection(&mut self) -> GatewayConn {
+        tokio::time::timeout(PATIENCE, self.connections.recv())
+            .await
+            .expect("the bot connects to the gateway in time")
+            .expect("the fake is running")
+    }
+
+    /// Accepts a connection, expects IDENTIFY, answers READY; returns the connection and the IDENTIFY.
+    pub async fn accept_and_ready(&mut self, session: &str) -> (GatewayConn, Value) {
+        let mut conn = self.next_connection().await;
+        let identify = conn.expect_op(2).await;
+        conn.dispatch(
+            "READY",
+            1,
+            json!({
+                "v": 10,
+                "session_id": session,
+                "resume_gateway_url": self.resume_url(),
+                "user": {"id": "900", "username": "d-zone-bot", "bot": true},
+                "guilds": [],
+            }),
+        );
+        (conn, identify)
+    }
+}
+
+impl GatewayConn {
+    /// The next payload the bot sent (heartbeats excluded).
+    pub async fn next(&mut self) -> Value {
+        tokio::time::timeout(PATIENCE, self.from_bot.recv())
+            .await
+            .expect("the bot sends something in time")
+            .expect("the bot is still connected")
+    }
+
+    /// The next payload, which must have opcode `op`.
+    pub async fn expect_op(&mut self, op: u64) -> Value {
+        let payload = self.next().await;
+        assert_eq!(payload["op"], op, "expected op {op}, got {payload}");
+        payload
+    }
+
+    pub fn send(&self, payload: Value) {
+        let _ = self.to_bot.send(Message::text(payload.to_string()));
+    }
+
+    pub fn dispatch(&self, kind: &str, seq: u64, data: Value) {
+        self.send(json!({"op": 0, "t": kind, "s": seq, "d": data}));
+    }
+
+    /// Closes the connection with a gateway close code.
+    pub fn close(&self, code: u16, reason: &str) {
+        let _ = self.to_bot.send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        })));
+    }
+
+    /// Waits until the bot has closed or dropped this connection.
+    pub async fn wait_closed(&mut self) {
+        tokio::time::timeout(PATIENCE, async {
+            while self.from_bot.recv().await.is_some() {}
+        })
+        .await
+        .expect("the bot leaves the old connection");
+    }
+}
+
+async fn gateway(
+    State(shared): State<Shared>,
+    OriginalUri(uri): OriginalUri,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let path = uri.path().to_owned();
+    upgrade.on_upgrade(move |socket| pump(socket, shared, path))
+}
+
+async fn pump(socket: WebSocket, shared: Shared, path: String) {
+    let (to_bot, mut outgoing) = mpsc::unbounded_channel::<Message>();
+    let (incoming, from_bot) = mpsc::unbounded_channel::<Value>();
+    let interval = match shared.heartbeat_ms.load(Ordering::SeqCst) {
+        0 => 45_000,
+        ms => ms,
+    };
+    let hello = json!({"op": 10, "d": {"heartbeat_interval": interval}});
+    let _ = to_bot.send(Message::text(hello.to_string()));
+    let conn = GatewayConn {
+        path,
+        to_bot: to_bot.clone(),
+        from_bot,
+    };
+    if let Some(connections) = shared.connections.lock().unwrap().as_ref() {
+        let _ = connections.send(conn);
+    }
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        tokio::select! {
+            out = outgoing.recv() => {
+                let Some(message) = out else { return };
+                let closing = matches!(message, Message::Close(_));
+                if sink.send(message).await.is_err() || closing {
+                    return;
+                }
+            }
+            inbound = stream.next() => {
+                let Some(Ok(message)) = inbound else { return };
+                match message {
+                    Message::Text(text) => {
+                        let payload: Value = serde_json::from_str(text.as_str()).unwrap();
+                        if payload["op"] == 1 {
+                            if shared.mute.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            let _ = to_bot.send(Message::text(json!({"op": 11}).to_string()));
+                        } else {
+                            let _ = incoming.send(payload);
+                        }
+                    }
+                    Message::Close(_) => return,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+async fn users_me(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    shared.me_calls.fetch_add(1, Ordering::SeqCst);
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    if token == SLOW_TOKEN {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let known = shared.tokens.lock().unwrap().get(&token).cloned();
+    match known {
+        Some(id) => axum::Json(json!({"id": id, "username": format!("user{id}")})).into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "401: Unauthorized", "code": 0})),
+        )
+            .into_response(),
+    }
+}
+
+async fn application(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    let bot = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bot "));
+    if !bot {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    axum::Json(json!({"id": "900", "flags": shared.app_flags.load(Ordering::SeqCst)}))
+        .into_response()
+}

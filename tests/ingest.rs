@@ -1,0 +1,283 @@
+//! The ingest API over real HTTP: the token guards it, bad bodies are named,
+//! and what a bot posts reaches the joined WebSocket clients.
+
+mod common;
+
+use common::*;
+use d_back::Server;
+use d_back::provider::Store;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "s3cret-ingest-token";
+const GUILD: &str = "555000000000000001";
+
+async fn ingest_server() -> (d_back::RunningServer, Store) {
+    let store = Store::new();
+    let server = start(
+        Server::builder()
+            .provider(store.clone())
+            .ingest_api(TOKEN, store.clone()),
+    )
+    .await;
+    (server, store)
+}
+
+async fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> HttpResponse {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer.as_str()));
+    }
+    http_with(addr, method, path, &headers, body.as_bytes()).await
+}
+
+fn json_of(response: &HttpResponse) -> Value {
+    serde_json::from_slice(&response.body).expect("a JSON body")
+}
+
+async fn list_guild(addr: std::net::SocketAddr) {
+    let servers = json!({GUILD: {"id": "lobby", "name": "The Lobby"}}).to_string();
+    let r = call(addr, "PUT", "/api/ingest/servers", Some(TOKEN), &servers).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let users = json!([
+        {"uid": "1", "username": "ada", "status": "online", "roleColor": "#ff0000"},
+        {"uid": "2", "username": "brian"}
+    ])
+    .to_string();
+    let path = format!("/api/ingest/servers/{GUILD}/users");
+    let r = call(addr, "PUT", &path, Some(TOKEN), &users).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn calls_without_the_right_token_are_refused() {
+    let (server, _) = ingest_server().await;
+    let addr = server.local_addr();
+    let body = json!({GUILD: {"id": "lobby", "name": "L"}}).to_string();
+    for token in [None, Some("wrong"), Some("s3cret-ingest-toke")] {
+        let r = call(addr, "PUT", "/api/ingest/servers", token, &body).await;
+        assert_eq!(r.status, 401, "token {token:?}");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        assert!(json_of(&r)["error"].as_str().unwrap().contains("token"));
+    }
+    let (_, list) = Client::connect(addr).await;
+    assert_eq!(list["data"], json!({}), "nothing was listed");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_api_is_off_without_a_token() {
+    let server = start(Server::builder().provider(Store::new())).await;
+    let r = call(
+        server.local_addr(),
+        "PUT",
+        "/api/ingest/servers",
+        Some(TOKEN),
+        "{}",
+    )
+    .await;
+    assert_ne!(r.status, 200);
+    assert_eq!(r.status, 405);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_400_naming_the_field_and_unknown_servers_404() {
+    let (server, _) = ingest_server().await;
+    let addr = server.local_addr();
+    list_guild(addr).await;
+    let presence = format!("/api/ingest/servers/{GUILD}/presence");
+    let cases = [
+        (
+            "PUT",
+            "/api/ingest/servers".to_owned(),
+            "{not json",
+            "invalid JSON body",
+        ),
+        (
+            "PUT",
+            "/api/ingest/servers".to_owned(),
+            r#"{"1":{"name":"x"}}"#,
+            "`id`",
+        ),
+        ("POST", presence.clone(), r#"{"status":"online"}"#, "`uid`"),
+        ("POST", presence.clone(), r#"{"uid":"1"}"#, "`status`"),
+        (
+            "POST",
+            presence.clone(),
+            r#"{"uid":"1","status":"sleepy"}"#,
+            "sleepy",
+        ),
+        (
+            "POST",
+            format!("/api/ingest/servers/{GUILD}/messages"),
+            r#"{"uid":"1","message":"hi"}"#,
+            "`channel`",
+        ),
+        (
+            "PUT",
+            format!("/api/ingest/servers/{GUILD}/users"),
+            r#"[{"uid":"1"}]"#,
+            "`username`",
+        ),
+        (
+            "PUT",
+            "/api/ingest/client-id".to_owned(),
+            "{}",
+            "`clientId`",
+        ),
+    ];
+    for (method, path, body, named) in cases {
+        let r = call(addr, method, &path, Some(TOKEN), body).await;
+        assert_eq!(r.status, 400, "{method} {path} {body}: {}", r.text());
+        let error = json_of(&r)["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(named), "{body}: {error}");
+    }
+    let r = call(
+        addr,
+        "POST",
+        "/api/ingest/servers/999/presence",
+        Some(TOKEN),
+        r#"{"uid":"1","status":"idle"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert!(json_of(&r)["error"].as_str().unwrap().contains("999"));
+    let r = call(
+        addr,
+        "PUT",
+        "/api/ingest/client-id",
+        Some(TOKEN),
+        r#"{"clientId":"5","server":"999"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_a_bot_posts_reaches_joined_clients() {
+    let (server, _) = ingest_server().await;
+    let addr = server.local_addr();
+    list_guild(addr).await;
+
+    let (mut client, list) = Client::connect(addr).await;
+    assert_eq!(list["data"][GUILD]["id"], "lobby");
+    assert_eq!(
+        list["data"][GUILD]["default"], true,
+        "the only server is the default"
+    );
+    let join = client.join("default").await;
+    assert_eq!(join["data"]["serverName"], "The Lobby");
+    assert_eq!(join["data"]["users"]["1"]["roleColor"], "#ff0000");
+    assert_eq!(join["data"]["users"]["2"]["status"], "offline");
+    assert_eq!(join["data"]["users"]["2"]["roleColor"], "#ffffff");
+
+    let r = call(
+        addr,
+        "POST",
+        &format!("/api/ingest/servers/{GUILD}/presence"),
+        Some(TOKEN),
+        r#"{"uid":"2","status":"dnd"}"#,
+    )
+    .await;
+    assert_eq!(json_of(&r)["delivered"], 1);
+    let frame = client.recv().await;
+    assert_eq!(
+        frame,
+        json!({"type":"presence","server":GUILD,"data":{"uid":"2","status":"dnd"}})
+    );
+
+    let r = call(
+        addr,
+        "POST",
+        &format!("/api/ingest/servers/{GUILD}/messages"),
+        Some(TOKEN),
+        r#"{"uid":"1","message":"hello from a bot","channel":"42"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let frame = client.recv().await;
+    assert_eq!(
+        frame,
+        json!({"type":"message","server":GUILD,"data":{"uid":"1","message":"hello from a bot","channel":"42"}})
+    );
+
+    let r = call(
+        addr,
+        "PUT",
+        "/api/ingest/client-id",
+        Some(TOKEN),
+        r#"{"clientId":"777"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let frame = client.recv().await;
+    assert_eq!(
+        frame,
+        json!({"type":"update-clientid","server":GUILD,"data":{"clientId":"777"}})
+    );
+
+    // Replacing the roster tells the watcher who left and who came.
+    let users = json!([{"uid": "1", "username": "ada", "status": "online", "roleColor": "#ff0000"},
+                       {"uid": "3", "username": "cleo", "status": "idle"}])
+    .to_string();
+    let r = call(
+        addr,
+        "PUT",
+        &format!("/api/ingest/servers/{GUILD}/users"),
+        Some(TOKEN),
+        &users,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let left = client.recv().await;
+    assert_eq!(
+        left["data"],
+        json!({"uid": "2", "status": "offline", "delete": true})
+    );
+    let came = client.recv().await;
+    assert_eq!(
+        came["data"],
+        json!({"uid": "3", "status": "idle", "username": "cleo", "roleColor": "#ffffff"})
+    );
+    assert!(
+        client.next_json(QUIET).await.is_none(),
+        "ada did not change"
+    );
+
+    // A later joiner sees the same world, including the new client id.
+    let (_, join) = Client::joined(addr, "lobby").await;
+    let users = &join["data"]["users"];
+    assert_eq!(users.as_object().unwrap().len(), 2);
+    assert_eq!(users["2"], Value::Null);
+    assert_eq!(users["3"]["username"], "cleo");
+    assert_eq!(join["data"]["clientId"], "777");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_endpoint() {
+    let (server, _) = ingest_server().await;
+    let r = http(server.local_addr(), "GET", "/api/openapi.json").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let doc = json_of(&r);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/api/ingest/servers",
+        "/api/ingest/servers/{server}/users",
+        "/api/ingest/servers/{server}/presence",
+        "/api/ingest/servers/{server}/messages",
+        "/api/ingest/client-id",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is described");
+    }
+    server.shutdown().await;
+}
