@@ -46,10 +46,10 @@ async fn main() -> ExitCode {
         Err(error) => return fail(&error.to_string()),
     };
     sources.attach(server.hub());
-    let addr = server.local_addr();
     eprintln!(
-        "d-back {} serving http://{addr}/ (WebSocket on the same address); Ctrl-C stops it",
-        env!("CARGO_PKG_VERSION")
+        "d-back {} serving {} (WebSocket on the same address); Ctrl-C stops it",
+        env!("CARGO_PKG_VERSION"),
+        server.url()
     );
     wait_for_stop_signal().await;
     sources.stop().await;
