@@ -1,0 +1,104 @@
+//! The bare reference: a WebSocket server that does no protocol work at all.
+//!
+//! It accepts WebSocket connections on any path and writes every broadcast to
+//! every client: one frame of the same shape and size as d-back's `message`,
+//! encoded once per broadcast and shared through a `tokio::sync::broadcast`
+//! ring, each connection writing whatever is waiting with one flush. No
+//! server-list, no join, no roster, no per-client queue of its own: what it
+//! reaches on this machine is the practical limit for tokio + tungstenite, and
+//! d-back is reported as a fraction of it. Its producer behaves like
+//! `examples/bench_server.rs` (bursts and a yield, or a fixed rate).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::SinkExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// Frames a connection may fall behind by before it misses some (as d-back's outbox).
+const RING: usize = 256;
+/// Broadcasts between two yields when running flat out (as the d-back producer).
+const BURST: usize = 16;
+
+/// Serves until killed.
+pub async fn serve(port: u16, rate: Option<f64>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let (tx, _) = broadcast::channel::<Utf8Bytes>(RING);
+    tokio::spawn(produce(tx.clone(), rate));
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        tokio::spawn(connection(stream, tx.subscribe()));
+    }
+}
+
+async fn connection(stream: TcpStream, mut frames: broadcast::Receiver<Utf8Bytes>) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    loop {
+        match frames.recv().await {
+            Ok(frame) => {
+                if ws.feed(Message::Text(frame)).await.is_err() {
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        }
+        loop {
+            match frames.try_recv() {
+                Ok(frame) => {
+                    if ws.feed(Message::Text(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(TryRecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+        if ws.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn frame(n: usize) -> Utf8Bytes {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let uid = 2000 + n % 10;
+    format!(
+        r#"{{"type":"message","server":"1000","data":{{"uid":"{uid}","message":"t={nanos}","channel":"bench"}}}}"#
+    )
+    .into()
+}
+
+async fn produce(tx: broadcast::Sender<Utf8Bytes>, rate: Option<f64>) {
+    let mut n = 0usize;
+    match rate {
+        Some(r) if r <= 0.0 => {}
+        Some(r) => {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+            loop {
+                tick.tick().await;
+                if tx.receiver_count() > 0 {
+                    let _ = tx.send(frame(n));
+                    n += 1;
+                }
+            }
+        }
+        None => loop {
+            if tx.receiver_count() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            for _ in 0..BURST {
+                let _ = tx.send(frame(n));
+                n += 1;
+            }
+            tokio::task::yield_now().await;
+        },
+    }
+}
