@@ -12,11 +12,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::http::{self, AppState, StaticSite};
 use crate::hub::Hub;
@@ -221,6 +222,13 @@ impl ServerBuilder {
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
         let serving = tokio::spawn(async move {
+            // Frames are small and written whole; Nagle would hold the second of
+            // two quick writes (server-list after the upgrade) for the client's ACK.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    debug!(%error, "could not set TCP_NODELAY on a connection");
+                }
+            });
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;
