@@ -8,10 +8,10 @@
 //! (valid per RFC 6455, and it saves XORing).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 pub const OP_TEXT: u8 = 0x1;
 pub const OP_CLOSE: u8 = 0x8;
@@ -30,8 +30,14 @@ pub struct Client {
 
 impl Client {
     /// Connects and completes the WebSocket upgrade.
-    pub async fn open(addr: SocketAddr, buf_bytes: usize) -> io::Result<Self> {
-        let mut stream = TcpStream::connect(addr).await?;
+    ///
+    /// `source` is the local address to connect from: spreading clients over
+    /// 127.0.0.x keeps the kernel's search for a free ephemeral port short when
+    /// tens of thousands of connections go to one server port.
+    pub async fn open(addr: SocketAddr, source: IpAddr, buf_bytes: usize) -> io::Result<Self> {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let mut stream = socket.connect(addr).await?;
         stream.set_nodelay(true)?;
         let request = format!(
             "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -27,7 +27,7 @@ mod procstat;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +48,8 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 const ALL_JOINED_TIMEOUT: Duration = Duration::from_secs(180);
 /// Read buffer per client: a few dozen frames per read, small enough for 19,000 clients.
 const CLIENT_BUFFER: usize = 16 * 1024;
+/// Loopback source addresses the clients are spread over.
+const SOURCE_ADDRESSES: usize = 200;
 
 #[derive(Debug, Parser)]
 #[command(about = "d-back load generator and side-by-side benchmark (see scripts/bench.sh)")]
@@ -144,6 +146,7 @@ type Figures = BTreeMap<&'static str, f64>;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench-load") // tells its threads from the server's in a profile
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
@@ -543,8 +546,10 @@ async fn drive(
     let mut tasks = Vec::with_capacity(load.clients);
     for i in 0..load.clients {
         let stalled = stall_every > 0 && i % stall_every == stall_every - 1;
+        // 127.0.0.2 .. 127.0.0.201: see `Client::open`.
+        let source = IpAddr::from([127, 0, 0, 2 + (i % SOURCE_ADDRESSES) as u8]);
         tasks.push(tokio::spawn(one_client(
-            server.addr,
+            (server.addr, source),
             protocol,
             stalled,
             load.sample_every,
@@ -654,7 +659,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// One client: connect and join (at most `gate`'s permits at once), then read
 /// and measure, or, if `stalled`, hold the socket without ever reading it.
 async fn one_client(
-    addr: SocketAddr,
+    (addr, source): (SocketAddr, IpAddr),
     protocol: bool,
     stalled: bool,
     sample_every: u64,
@@ -665,7 +670,7 @@ async fn one_client(
     let mut outcome = Outcome::default();
     let permit = gate.acquire().await;
     let begun = Instant::now();
-    let mut client = match timeout(JOIN_TIMEOUT, join(addr, protocol)).await {
+    let mut client = match timeout(JOIN_TIMEOUT, join(addr, source, protocol)).await {
         Ok(Ok(client)) => client,
         failure => {
             let error = match failure {
@@ -742,8 +747,8 @@ async fn one_client(
 }
 
 /// Connects; with `protocol`, also reads `server-list`, sends `connect` and waits for `server-join`.
-async fn join(addr: SocketAddr, protocol: bool) -> std::io::Result<Client> {
-    let mut client = Client::open(addr, CLIENT_BUFFER).await?;
+async fn join(addr: SocketAddr, source: IpAddr, protocol: bool) -> std::io::Result<Client> {
+    let mut client = Client::open(addr, source, CLIENT_BUFFER).await?;
     if !protocol {
         return Ok(client);
     }
