@@ -42,6 +42,7 @@ pub mod protocol;
 pub mod provider;
 mod server;
 mod session;
+mod ws;
 
 pub use async_trait::async_trait;
 pub use hub::{Hub, HubStats};
