@@ -10,6 +10,8 @@ lines whose text is t=<nanoseconds since the UNIX epoch> with
 
 No --rate: as fast as it can (yielding to the event loop between bursts, like
 the Rust producer); --rate R: R broadcasts per second; --rate 0: none.
+Broadcasting waits until the number of watchers has held still for half a
+second, as in the Rust producer, so joins are not starved by broadcasts.
 scripts/bench.sh runs it from a throwaway virtualenv with d-back==0.0.18.
 """
 
@@ -37,12 +39,27 @@ async def user_data(server_id):
     }
 
 
-def watched(server):
-    return any(getattr(ws, "discordServer", None) == SERVER for ws in server.connections)
+SETTLE = 0.5
+
+
+class Settled:
+    """Whether anyone watches and nobody joined or left for SETTLE seconds."""
+
+    def __init__(self):
+        self.watchers = 0
+        self.since = time.monotonic()
+
+    def check(self, server):
+        now = sum(1 for ws in server.connections if getattr(ws, "discordServer", None) == SERVER)
+        if now != self.watchers:
+            self.watchers = now
+            self.since = time.monotonic()
+        return now > 0 and time.monotonic() - self.since >= SETTLE
 
 
 async def produce(server, rate):
     n = 0
+    settled = Settled()
     if rate is not None and rate <= 0:
         await asyncio.Event().wait()
     if rate is not None:
@@ -51,11 +68,11 @@ async def produce(server, rate):
         while True:
             due += period
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            if watched(server):
+            if settled.check(server):
                 await server.broadcast_message(SERVER, UIDS[n % 10], f"t={time.time_ns()}", "bench")
                 n += 1
     while True:
-        if not watched(server):
+        if not settled.check(server):
             await asyncio.sleep(0.005)
             continue
         for _ in range(BURST):

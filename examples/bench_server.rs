@@ -10,13 +10,16 @@
 //! frames whose text is `t=<nanoseconds since the UNIX epoch>`, so a client can
 //! tell how long each frame took to reach it. Without `--rate` it broadcasts as
 //! fast as it can; with `--rate R` it offers R broadcasts per second; `--rate 0`
-//! broadcasts nothing (for measuring joins and idle connections).
+//! broadcasts nothing (for measuring joins and idle connections). Broadcasting
+//! waits until the number of watchers has not changed for half a second, so a
+//! join storm is measured on its own and a slow server's joins are not starved
+//! by its own broadcasts (the Python and bare producers follow the same rule).
 //!
 //! "As fast as it can" is bursts of broadcasts with a `yield_now` between them:
 //! a producer that never yields would keep one of the runtime's threads from the
 //! writers it is feeding, and measure only itself.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use d_back::{
@@ -28,6 +31,8 @@ use d_back::{
 const SERVER: &str = "1000";
 /// Broadcasts made between two yields when running flat out.
 const BURST: usize = 16;
+/// How long the watcher count must hold still before broadcasting starts.
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// Command line of the benchmark producer.
 #[derive(Debug, Parser)]
@@ -90,24 +95,45 @@ fn broadcast(hub: &Hub, uids: &[String], n: usize) {
     );
 }
 
-/// Broadcasts while anyone watches, flat out or at `rate` per second.
+/// Whether anyone watches and nobody has joined or left for [`SETTLE`].
+struct Settled {
+    watchers: usize,
+    since: Instant,
+}
+
+impl Settled {
+    fn check(&mut self, hub: &Hub) -> bool {
+        let now = hub.watchers(SERVER);
+        if now != self.watchers {
+            self.watchers = now;
+            self.since = Instant::now();
+        }
+        now > 0 && self.since.elapsed() >= SETTLE
+    }
+}
+
+/// Broadcasts while the watchers are settled, flat out or at `rate` per second.
 async fn produce(hub: Hub, rate: Option<f64>) {
     let uids = user_ids();
     let mut n = 0usize;
+    let mut settled = Settled {
+        watchers: 0,
+        since: Instant::now(),
+    };
     match rate {
         Some(r) if r <= 0.0 => std::future::pending().await,
         Some(r) => {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
             loop {
                 tick.tick().await;
-                if hub.watchers(SERVER) > 0 {
+                if settled.check(&hub) {
                     broadcast(&hub, &uids, n);
                     n += 1;
                 }
             }
         }
         None => loop {
-            if hub.watchers(SERVER) == 0 {
+            if !settled.check(&hub) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             }

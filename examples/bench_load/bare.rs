@@ -7,9 +7,10 @@
 //! server-list, no join, no roster, no per-client queue of its own: what it
 //! reaches on this machine is the practical limit for tokio + tungstenite, and
 //! d-back is reported as a fraction of it. Its producer behaves like
-//! `examples/bench_server.rs` (bursts and a yield, or a fixed rate).
+//! `examples/bench_server.rs` (bursts and a yield, or a fixed rate, once the
+//! client count has held still for half a second).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::SinkExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +21,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 const RING: usize = 256;
 /// Broadcasts between two yields when running flat out (as the d-back producer).
 const BURST: usize = 16;
+/// How long the client count must hold still before broadcasting (as the d-back producer).
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// Serves until killed.
 pub async fn serve(port: u16, rate: Option<f64>) -> std::io::Result<()> {
@@ -75,22 +78,43 @@ fn frame(n: usize) -> Utf8Bytes {
     .into()
 }
 
+/// Whether anyone is connected and nobody came or went for [`SETTLE`].
+struct Settled {
+    clients: usize,
+    since: Instant,
+}
+
+impl Settled {
+    fn check(&mut self, tx: &broadcast::Sender<Utf8Bytes>) -> bool {
+        let now = tx.receiver_count();
+        if now != self.clients {
+            self.clients = now;
+            self.since = Instant::now();
+        }
+        now > 0 && self.since.elapsed() >= SETTLE
+    }
+}
+
 async fn produce(tx: broadcast::Sender<Utf8Bytes>, rate: Option<f64>) {
     let mut n = 0usize;
+    let mut settled = Settled {
+        clients: 0,
+        since: Instant::now(),
+    };
     match rate {
         Some(r) if r <= 0.0 => {}
         Some(r) => {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
             loop {
                 tick.tick().await;
-                if tx.receiver_count() > 0 {
+                if settled.check(&tx) {
                     let _ = tx.send(frame(n));
                     n += 1;
                 }
             }
         }
         None => loop {
-            if tx.receiver_count() == 0 {
+            if !settled.check(&tx) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             }

@@ -102,7 +102,7 @@ struct SuiteArgs {
     /// Offered broadcasts per second for the fixed-rate fan-out.
     #[arg(long, default_value_t = 100.0)]
     fixed_rate: f64,
-    /// Seconds measured per fan-out run (after one second of warm-up).
+    /// Seconds measured per fan-out run (after 1.5 s of warm-up; producers start after 0.5 s).
     #[arg(long, default_value_t = 5.0)]
     secs: f64,
     /// Seconds measured per slow-consumer run (and its all-healthy control).
@@ -246,7 +246,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                             clients,
                             stalled: 0,
                             rate,
-                            warmup: 1.0,
+                            warmup: 1.5,
                             window: suite.args.secs,
                             sample_every: if rate.is_some() { 1 } else { 4 },
                         };
@@ -275,7 +275,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                         clients: n,
                         stalled: 0,
                         rate: None,
-                        warmup: 1.0,
+                        warmup: 1.5,
                         window: secs,
                         sample_every: 4,
                     };
