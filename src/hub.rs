@@ -30,6 +30,7 @@ use crate::protocol::{
     ServerJoin, Snowflake, User,
 };
 use crate::provider::{DataProvider, ProviderError};
+use crate::ws;
 
 /// How long a provider may take to answer before the client is told it failed.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -185,7 +186,7 @@ impl Hub {
         .encode();
         let frame = Frame {
             urgency: Urgency::Collapsible(Arc::from(update.uid.as_str())),
-            text: text.into(),
+            wire: ws::text_frame(&text),
         };
         let mut guilds = self.guilds();
         let Some(guild) = guilds.get_mut(server) else {
@@ -205,7 +206,7 @@ impl Hub {
         .encode();
         let frame = Frame {
             urgency: Urgency::Droppable,
-            text: text.into(),
+            wire: ws::text_frame(&text),
         };
         match self.guilds().get_mut(server) {
             Some(guild) => self.fan_out(guild, frame),
@@ -222,7 +223,7 @@ impl Hub {
         .encode();
         let frame = Frame {
             urgency: Urgency::Collapsible(Arc::from(CLIENT_ID_KEY)),
-            text: text.into(),
+            wire: ws::text_frame(&text),
         };
         match self.guilds().get_mut(server) {
             Some(guild) => {
@@ -341,7 +342,7 @@ impl Hub {
         .encode();
         outbox.push(Frame {
             urgency: Urgency::Essential,
-            text: text.into(),
+            wire: ws::text_frame(&text),
         });
         guild.watchers.insert(connection, Arc::clone(outbox));
         if guild.activity.is_none()

@@ -46,6 +46,7 @@ pub mod protocol;
 pub mod provider;
 mod server;
 mod session;
+mod ws;
 
 pub use async_trait::async_trait;
 pub use http::AccessRules;

@@ -145,6 +145,8 @@ impl axum::serve::Listener for Listener {
             Listener::Plain(tcp) => loop {
                 match TcpListener::accept(tcp).await {
                     Ok((stream, peer)) => {
+                        // Frames are small and written whole; Nagle would hold the second
+                        // of two quick writes (server-list after the upgrade) for an ACK.
                         let _ = stream.set_nodelay(true);
                         return (Either::Left(stream), peer);
                     }

@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 /// Close code sent to a client that fell too far behind (RFC 6455 "Try Again Later").
@@ -32,11 +32,18 @@ pub(crate) enum Urgency {
     Essential,
 }
 
-/// One encoded frame waiting for the socket.
+/// One frame waiting for the socket, already in wire format (see [`crate::ws`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Frame {
     pub urgency: Urgency,
-    pub text: Utf8Bytes,
+    /// Header and payload, shared by every watcher the frame was broadcast to.
+    pub wire: Bytes,
+}
+
+impl AsRef<[u8]> for Frame {
+    fn as_ref(&self) -> &[u8] {
+        &self.wire
+    }
 }
 
 /// Why the writer should stop, and what close frame to send (if any).
@@ -99,6 +106,10 @@ impl Outbox {
         if state.close.is_some() {
             return Pushed::Dropped;
         }
+        // The writer empties the whole queue each time it wakes, so only a push
+        // into an empty queue has to wake it; skipping the rest matters when one
+        // broadcast pushes into thousands of outboxes.
+        let wake = state.queue.is_empty();
         let outcome = if state.queue.len() < self.capacity {
             state.queue.push_back(frame);
             Pushed::Queued
@@ -124,7 +135,7 @@ impl Outbox {
             Pushed::Overflowed
         };
         drop(state);
-        if outcome != Pushed::Dropped {
+        if wake || outcome == Pushed::Overflowed {
             self.ready.notify_one();
         }
         outcome
@@ -140,10 +151,13 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Waits until there is something to do, then moves every queued frame into `batch`.
+    /// Waits until there is something to do, then hands every queued frame over
+    /// in `batch`, which must be empty: the two queues are swapped, so the lock
+    /// is held for a pointer swap however long the queue was.
     ///
     /// Only one task (the connection's writer) may call this.
-    pub async fn next(&self, batch: &mut Vec<Frame>) -> Next {
+    pub async fn next(&self, batch: &mut VecDeque<Frame>) -> Next {
+        debug_assert!(batch.is_empty());
         loop {
             {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -151,10 +165,10 @@ impl Outbox {
                     return Next::Close(close.clone());
                 }
                 if !state.queue.is_empty() {
-                    batch.extend(state.queue.drain(..));
+                    std::mem::swap(&mut state.queue, batch);
                     // A burst should not pin its peak allocation for the life of an idle connection.
-                    if state.queue.capacity() > 64 {
-                        state.queue.shrink_to(16);
+                    if batch.len() < 16 && state.queue.capacity() > 64 {
+                        state.queue = VecDeque::new();
                     }
                     return Next::Frames;
                 }
@@ -181,7 +195,7 @@ mod tests {
     fn frame(urgency: Urgency, text: &str) -> Frame {
         Frame {
             urgency,
-            text: text.to_owned().into(),
+            wire: Bytes::copy_from_slice(text.as_bytes()),
         }
     }
 
@@ -190,9 +204,12 @@ mod tests {
     }
 
     async fn drain(outbox: &Outbox) -> Vec<String> {
-        let mut batch = Vec::new();
+        let mut batch = VecDeque::new();
         match outbox.next(&mut batch).await {
-            Next::Frames => batch.iter().map(|f| f.text.to_string()).collect(),
+            Next::Frames => batch
+                .iter()
+                .map(|f| String::from_utf8_lossy(&f.wire).into_owned())
+                .collect(),
             Next::Close(c) => vec![format!("close {:?}", c.code)],
         }
     }

@@ -12,15 +12,14 @@
 //! (1009), a client that keeps sending far over its rate (1008), a client that
 //! cannot keep up (1013), silence, or shutdown (1001) end it.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, interval_at, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -30,11 +29,16 @@ use crate::metrics::Metrics;
 use crate::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
 use crate::protocol::{ConnectRequest, ErrorData, Incoming, Outgoing, ServerInfo, errors};
 use crate::server::{Limits, MessageRate};
+use crate::ws::{self, ReadError};
 
 /// Close code for a frame over the size limit (RFC 6455 "Message Too Big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code answering a client's own close ("Normal Closure").
+const CLOSE_NORMAL: u16 = 1000;
 /// Close code sent to every client when the server shuts down ("Going Away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a client that breaks the WebSocket framing rules ("Protocol Error").
+const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code for a client that keeps sending far over its rate ("Policy Violation").
 pub const CLOSE_POLICY: u16 = 1008;
 
@@ -45,22 +49,25 @@ const ABUSE_STREAK: u32 = 50;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one upgraded WebSocket until either side ends it.
-pub(crate) async fn run(
-    socket: WebSocket,
+pub(crate) async fn run<R, W>(
+    (read, write): (R, W),
     hub: Hub,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     peer: SocketAddr,
-) {
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let connection = hub.open_connection();
     let id = connection.id;
     info!(%peer, connection = id, "client connected");
-    let (sink, mut stream) = socket.split();
+    let mut reader = ws::Reader::new(read, limits.max_frame_bytes);
     let outbox = Arc::new(Outbox::new(limits.outbox_frames));
     let writer_gone = CancellationToken::new();
     let writer = tokio::spawn(write_loop(
-        sink,
+        write,
         Arc::clone(&outbox),
         Arc::clone(&limits),
         Arc::clone(&metrics),
@@ -75,17 +82,20 @@ pub(crate) async fn run(
         watching: None,
         rate: limits.message_rate.map(RateGuard::new),
     };
-    session.send_server_list().await;
+    // Boxed, like frame handling below: provider calls make large futures, and
+    // keeping their space inline would cost every idle connection that much.
+    Box::pin(session.send_server_list()).await;
 
     let close = tokio::select! {
         _ = shutdown.cancelled() => Some(CLOSE_GOING_AWAY),
         _ = writer_gone.cancelled() => None,
-        code = session.read_until_end(&mut stream, &limits) => code,
+        code = session.read_until_end(&mut reader, &limits) => code,
     };
     let reason = match close {
         Some(CLOSE_GOING_AWAY) => "server is shutting down",
         Some(CLOSE_TOO_BIG) => "frame too big",
         Some(CLOSE_POLICY) => "sending too fast",
+        Some(CLOSE_PROTOCOL) => "WebSocket protocol error",
         _ => "",
     };
     session.stop_watching();
@@ -166,24 +176,38 @@ impl RateGuard {
 
 impl Session {
     /// Reads frames until the client leaves; returns the close code to send, if any.
-    async fn read_until_end(
+    async fn read_until_end<R: AsyncRead + Unpin>(
         &mut self,
-        stream: &mut SplitStream<WebSocket>,
+        reader: &mut ws::Reader<R>,
         limits: &Limits,
     ) -> Option<u16> {
         // A live client answers our pings, so silence for two ping periods means it is gone.
         let silence = limits.ping_interval * 2 + Duration::from_secs(1);
         loop {
-            let message = match timeout(silence, stream.next()).await {
+            let message = match timeout(silence, reader.next()).await {
                 Err(_) => {
                     info!(peer = %self.peer, "client silent for {silence:?}; dropping it");
                     return None;
                 }
-                Ok(None) => return None,
-                Ok(Some(Err(error))) => return self.read_failed(error, limits),
-                Ok(Some(Ok(message))) => message,
+                Ok(Err(ReadError::TooBig)) => {
+                    info!(
+                        peer = %self.peer,
+                        limit = limits.max_frame_bytes,
+                        "client sent a frame over the size limit; closing with 1009"
+                    );
+                    return Some(CLOSE_TOO_BIG);
+                }
+                Ok(Err(ReadError::Protocol(what))) => {
+                    info!(peer = %self.peer, "client broke the WebSocket protocol ({what}); closing with 1002");
+                    return Some(CLOSE_PROTOCOL);
+                }
+                Ok(Err(ReadError::Io(error))) => {
+                    debug!(peer = %self.peer, %error, "connection ended");
+                    return None;
+                }
+                Ok(Ok(message)) => message,
             };
-            if matches!(message, Message::Text(_) | Message::Binary(_)) {
+            if matches!(message, ws::Incoming::Text(_) | ws::Incoming::Binary(_)) {
                 self.metrics.frame_received();
                 match self
                     .rate
@@ -204,32 +228,21 @@ impl Session {
                 }
             }
             match message {
-                Message::Text(text) => self.handle(text.as_str()).await,
-                Message::Binary(bytes) => match std::str::from_utf8(&bytes) {
-                    Ok(text) => self.handle(text).await,
+                ws::Incoming::Text(text) => Box::pin(self.handle(&text)).await,
+                ws::Incoming::Binary(bytes) => match std::str::from_utf8(&bytes) {
+                    Ok(text) => Box::pin(self.handle(text)).await,
                     Err(_) => self.send_error(errors::INVALID_BINARY),
                 },
-                Message::Close(_) => return None,
-                Message::Ping(_) | Message::Pong(_) => {}
+                ws::Incoming::Ping(payload) => {
+                    self.outbox.push(Frame {
+                        urgency: Urgency::Essential,
+                        wire: ws::pong_frame(&payload),
+                    });
+                }
+                // The client's close is answered with the normal-closure code.
+                ws::Incoming::Close(_) => return Some(CLOSE_NORMAL),
+                ws::Incoming::Pong => {}
             }
-        }
-    }
-
-    fn read_failed(&self, error: axum::Error, limits: &Limits) -> Option<u16> {
-        let too_big = error
-            .into_inner()
-            .downcast_ref::<tungstenite::Error>()
-            .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
-        if too_big {
-            info!(
-                peer = %self.peer,
-                limit = limits.max_frame_bytes,
-                "client sent a frame over the size limit; closing with 1009"
-            );
-            Some(CLOSE_TOO_BIG)
-        } else {
-            debug!(peer = %self.peer, "read error; dropping connection");
-            None
         }
     }
 
@@ -345,27 +358,27 @@ impl Session {
     fn push(&self, text: String, urgency: Urgency) {
         self.outbox.push(Frame {
             urgency,
-            text: text.into(),
+            wire: ws::text_frame(&text),
         });
     }
 }
 
 /// Writes the outbox to the socket in batches, and pings, until told to stop.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut sink: W,
     outbox: Arc<Outbox>,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
     gone: CancellationToken,
 ) {
     let _tell_reader = gone.drop_guard();
-    let mut batch = Vec::new();
+    let mut batch = VecDeque::new();
     let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     loop {
         let next = tokio::select! {
             next = outbox.next(&mut batch) => next,
             _ = ping.tick() => {
-                match timeout(limits.stall_timeout, sink.send(Message::Ping(Default::default()))).await {
+                match timeout(limits.stall_timeout, ws::write_frames(&mut sink, &[ws::ping_frame()])).await {
                     Ok(Ok(())) => continue,
                     _ => return,
                 }
@@ -374,13 +387,18 @@ async fn write_loop(
         match next {
             Next::Frames => {
                 metrics.frames_sent(batch.len());
-                let write = async {
-                    for frame in batch.drain(..) {
-                        sink.feed(Message::Text(frame.text)).await?;
-                    }
-                    sink.flush().await
-                };
-                match timeout(limits.stall_timeout, write).await {
+                let written = timeout(
+                    limits.stall_timeout,
+                    ws::write_frames(&mut sink, batch.make_contiguous()),
+                )
+                .await;
+                let sent = batch.len();
+                batch.clear();
+                // Keep the room a busy connection needs, but not after the burst is over.
+                if sent < 16 && batch.capacity() > 64 {
+                    batch = VecDeque::new();
+                }
+                match written {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return,
                     Err(_) => {
@@ -394,11 +412,9 @@ async fn write_loop(
             }
             Next::Close(request) => {
                 if let Some(code) = request.code {
-                    let frame = CloseFrame {
-                        code,
-                        reason: request.reason.into(),
-                    };
-                    let _ = timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+                    let frame = ws::close_frame(code, request.reason);
+                    let _ = timeout(CLOSE_GRACE, ws::write_frames(&mut sink, &[frame])).await;
+                    let _ = timeout(CLOSE_GRACE, sink.shutdown()).await;
                 }
                 return;
             }

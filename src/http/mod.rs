@@ -18,25 +18,21 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
+use tungstenite::handshake::derive_accept_key;
 
 use crate::hub::{Hub, call_provider};
 use crate::listener::PeerAddr;
 use crate::metrics::Metrics;
 use crate::server::Limits;
 use crate::session;
-
-/// Bytes a connection's socket reader starts with; small, since client frames are small.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Bytes gathered before a write reaches the socket; a batch is flushed anyway.
-const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// What every request handler may need.
 #[derive(Clone)]
@@ -120,13 +116,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn any_path(
     State(state): State<AppState>,
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     request: Request,
 ) -> Response {
-    match upgrade {
-        Ok(upgrade) => return admit_websocket(upgrade, state, peer, request.headers()),
-        Err(rejection) if wants_websocket(&request) => return rejection.into_response(),
-        Err(_) => {}
+    if wants_websocket(&request) {
+        return admit_websocket(request, state, peer);
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return (
@@ -162,12 +155,8 @@ fn wants_websocket(request: &Request) -> bool {
 }
 
 /// Applies the access rules, then upgrades.
-fn admit_websocket(
-    upgrade: WebSocketUpgrade,
-    state: AppState,
-    peer: SocketAddr,
-    headers: &axum::http::HeaderMap,
-) -> Response {
+fn admit_websocket(request: Request, state: AppState, peer: SocketAddr) -> Response {
+    let headers = request.headers();
     let address = state.admission.client_address(peer, headers);
     let admitted = if state.admission.origin_allowed(headers) {
         state.admission.admit(address)
@@ -179,7 +168,7 @@ fn admit_websocket(
             // Logs name the client, not the proxy it came through.
             let client =
                 SocketAddr::new(address, if address == peer.ip() { peer.port() } else { 0 });
-            accept_websocket(upgrade, state, client, ticket)
+            accept_websocket(request, state, client, ticket)
         }
         Err(refusal) => {
             state.metrics.refused(refusal.reason());
@@ -190,34 +179,82 @@ fn admit_websocket(
     }
 }
 
+/// Answers the opening handshake (RFC 6455 section 4.2) and starts the session.
+///
+/// Done by hand rather than with axum's `WebSocketUpgrade` because the session
+/// speaks the wire format itself (see [`crate::ws`] for why); tungstenite still
+/// computes the accept key.
 fn accept_websocket(
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
     state: AppState,
     peer: SocketAddr,
     ticket: admission::Ticket,
 ) -> Response {
-    let limits = &state.limits;
-    let max = limits.max_frame_bytes;
-    upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(WRITE_BUFFER_BYTES + 2 * max + 1024 * 1024)
-        .on_upgrade(move |socket| {
-            let AppState {
-                hub,
-                limits,
-                shutdown,
-                sessions,
-                metrics,
-                ..
-            } = state;
-            sessions.track_future(async move {
-                session::run(socket, hub, limits, metrics, shutdown, peer).await;
-                drop(ticket);
-            })
+    let headers = request.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
+    };
+    let refuse = |why: &'static str| (StatusCode::BAD_REQUEST, why).into_response();
+    if request.method() != Method::GET {
+        return refuse("a WebSocket upgrade must be a GET request\n");
+    }
+    if !has_token(header::CONNECTION, "upgrade") {
+        return refuse("a WebSocket upgrade needs `Connection: upgrade`\n");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::SEC_WEBSOCKET_VERSION, "13")],
+            "only WebSocket version 13 is spoken here\n",
+        )
+            .into_response();
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return refuse("a WebSocket upgrade needs a Sec-WebSocket-Key header\n");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this connection cannot be upgraded\n",
+        )
+            .into_response();
+    };
+    let AppState {
+        hub,
+        limits,
+        shutdown,
+        sessions,
+        metrics,
+        ..
+    } = state;
+    tokio::spawn(sessions.track_future(async move {
+        // The place is held for the connection's whole life.
+        let _ticket = ticket;
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let halves = tokio::io::split(TokioIo::new(upgraded));
+                session::run(halves, hub, limits, metrics, shutdown, peer).await;
+            }
+            Err(error) => debug!(%error, %peer, "WebSocket upgrade failed"),
+        }
+    }));
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 fn custom_response(custom: crate::provider::StaticResponse) -> Response {

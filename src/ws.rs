@@ -1,0 +1,343 @@
+//! The WebSocket wire format (RFC 6455), as much of it as a d-zone server needs.
+//!
+//! Written here rather than taken from tungstenite (which still provides the
+//! handshake's accept key) because of what a broadcast server does all day:
+//! send the *same* frame to thousands of sockets. A frame is encoded here once,
+//! header included, into shared [`Bytes`]; every watcher's writer hands the same
+//! bytes to the kernel with one vectored write per batch, with no per-client copy
+//! and no per-client write buffer that keeps its high-water mark forever. The
+//! reader keeps no buffer at all while a client is quiet, which is almost always.
+//! Together this is what keeps an idle joined connection to a few kilobytes and
+//! lets fan-out run at the speed of the socket writes.
+//!
+//! Server frames are never masked or fragmented. Client frames must be masked;
+//! fragmented messages are reassembled; text must be UTF-8; pings are answered
+//! by the caller; anything else that breaks the RFC ends the connection.
+
+use std::io::{self, IoSlice};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// Bytes asked of the socket per read: client frames are small.
+const READ_CHUNK: usize = 512;
+/// Most frames handed to the kernel in one vectored write (Linux allows 1024).
+const MAX_SLICES: usize = 256;
+
+/// A complete message from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Incoming {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Bytes),
+    Pong,
+    /// The client's close code, if it gave one.
+    Close(Option<u16>),
+}
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// A frame or message over the size limit.
+    TooBig,
+    /// The client broke the protocol (unmasked frame, bad UTF-8, bad opcode...).
+    Protocol(&'static str),
+    /// The connection ended or failed.
+    Io(io::Error),
+}
+
+/// Encodes a text frame, header and payload in one buffer to share between sockets.
+pub(crate) fn text_frame(text: &str) -> Bytes {
+    frame(OP_TEXT, text.as_bytes())
+}
+
+/// A ping with an empty payload.
+pub(crate) fn ping_frame() -> Bytes {
+    frame(OP_PING, &[])
+}
+
+/// The answer to a ping, echoing its payload.
+pub(crate) fn pong_frame(payload: &[u8]) -> Bytes {
+    frame(OP_PONG, payload)
+}
+
+/// A close frame with a code and a short reason.
+pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    // Control frames carry at most 125 bytes of payload.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    frame(OP_CLOSE, &payload)
+}
+
+fn frame(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 10);
+    out.put_u8(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.put_u8(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.put_u8(126);
+            out.put_u16(n as u16);
+        }
+        n => {
+            out.put_u8(127);
+            out.put_u64(n as u64);
+        }
+    }
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// Writes `frames` in order with as few system calls as the kernel allows.
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<[u8]>>(
+    io: &mut W,
+    frames: &[F],
+) -> io::Result<()> {
+    let (mut first, mut offset) = (0, 0);
+    while first < frames.len() {
+        let end = frames.len().min(first + MAX_SLICES);
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&frames[first].as_ref()[offset..])
+            .chain(frames[first + 1..end].iter().map(AsRef::as_ref))
+            .map(IoSlice::new)
+            .collect();
+        let mut written = io.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while first < frames.len() && written >= frames[first].as_ref().len() - offset {
+            written -= frames[first].as_ref().len() - offset;
+            first += 1;
+            offset = 0;
+        }
+        offset += written;
+    }
+    io.flush().await
+}
+
+/// Reads client frames and puts messages back together.
+pub(crate) struct Reader<R> {
+    io: R,
+    /// Bytes read and not yet parsed; released whenever it runs empty.
+    buf: BytesMut,
+    /// Largest frame, and largest reassembled message, accepted.
+    max_bytes: usize,
+    /// Opcode and data of a fragmented message still being received.
+    partial: Option<(u8, Vec<u8>)>,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    pub fn new(io: R, max_bytes: usize) -> Self {
+        Self {
+            io,
+            buf: BytesMut::new(),
+            max_bytes,
+            partial: None,
+        }
+    }
+
+    /// The next complete message.
+    pub async fn next(&mut self) -> Result<Incoming, ReadError> {
+        loop {
+            if let Some(message) = self.parse()? {
+                if self.buf.is_empty() {
+                    // An idle connection should not keep a read buffer.
+                    self.buf = BytesMut::new();
+                }
+                return Ok(message);
+            }
+            self.buf.reserve(READ_CHUNK);
+            let n = self
+                .io
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(ReadError::Io)?;
+            if n == 0 {
+                return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    /// Takes one frame from the buffer if it is complete; returns a message if it ended one.
+    fn parse(&mut self) -> Result<Option<Incoming>, ReadError> {
+        loop {
+            let b = &self.buf[..];
+            if b.len() < 2 {
+                return Ok(None);
+            }
+            let (fin, opcode, masked) = (b[0] & 0x80 != 0, b[0] & 0x0F, b[1] & 0x80 != 0);
+            if b[0] & 0x70 != 0 {
+                return Err(ReadError::Protocol(
+                    "reserved bits set without an extension",
+                ));
+            }
+            if !masked {
+                return Err(ReadError::Protocol("client frames must be masked"));
+            }
+            let (len, head) = match b[1] & 0x7F {
+                126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
+                127 if b.len() >= 10 => {
+                    let mut n = [0; 8];
+                    n.copy_from_slice(&b[2..10]);
+                    (u64::from_be_bytes(n), 10)
+                }
+                126 | 127 => return Ok(None),
+                n => (u64::from(n), 2),
+            };
+            if len > self.max_bytes as u64 {
+                return Err(ReadError::TooBig);
+            }
+            let len = len as usize;
+            if b.len() < head + 4 + len {
+                // Reserve the whole frame once rather than growing chunk by chunk.
+                self.buf.reserve(head + 4 + len - b.len());
+                return Ok(None);
+            }
+            let mask = [b[head], b[head + 1], b[head + 2], b[head + 3]];
+            self.buf.advance(head + 4);
+            let mut payload = self.buf.split_to(len);
+            for (i, byte) in payload.iter_mut().enumerate() {
+                *byte ^= mask[i % 4];
+            }
+            if let Some(message) = self.frame(fin, opcode, payload)? {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    fn frame(
+        &mut self,
+        fin: bool,
+        opcode: u8,
+        payload: BytesMut,
+    ) -> Result<Option<Incoming>, ReadError> {
+        if opcode >= OP_CLOSE {
+            if !fin || payload.len() > 125 {
+                return Err(ReadError::Protocol(
+                    "control frames must be whole and short",
+                ));
+            }
+            return Ok(Some(match opcode {
+                OP_CLOSE => Incoming::Close(
+                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
+                ),
+                OP_PING => Incoming::Ping(payload.freeze()),
+                OP_PONG => Incoming::Pong,
+                _ => return Err(ReadError::Protocol("unknown control opcode")),
+            }));
+        }
+        let (opcode, data) = match (opcode, self.partial.take()) {
+            (OP_CONTINUATION, Some((first, mut data))) => {
+                if data.len() + payload.len() > self.max_bytes {
+                    return Err(ReadError::TooBig);
+                }
+                data.extend_from_slice(&payload);
+                (first, data)
+            }
+            (OP_TEXT | OP_BINARY, None) => (opcode, payload.to_vec()),
+            _ => return Err(ReadError::Protocol("unexpected data frame opcode")),
+        };
+        if !fin {
+            self.partial = Some((opcode, data));
+            return Ok(None);
+        }
+        Ok(Some(if opcode == OP_TEXT {
+            Incoming::Text(
+                String::from_utf8(data).map_err(|_| ReadError::Protocol("text is not UTF-8"))?,
+            )
+        } else {
+            Incoming::Binary(data)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client frame as a browser would send it.
+    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut out = vec![first];
+        if payload.len() < 126 {
+            out.push(0x80 | payload.len() as u8);
+        } else {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    async fn read_all(bytes: Vec<u8>, max: usize) -> Vec<Result<Incoming, String>> {
+        let mut reader = Reader::new(&bytes[..], max);
+        let mut out = Vec::new();
+        loop {
+            match reader.next().await {
+                Ok(m) => out.push(Ok(m)),
+                Err(ReadError::Io(_)) => return out,
+                Err(e) => {
+                    out.push(Err(format!("{e:?}")));
+                    return out;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_masked_fragmented_and_control_frames() {
+        let mut wire = masked(0x81, b"hello");
+        wire.extend(masked(0x01, b"hel"));
+        wire.extend(masked(0x89, b"p")); // a ping between fragments
+        wire.extend(masked(0x80, b"lo again"));
+        wire.extend(masked(0x82, &[0xff, 0xfe]));
+        wire.extend(masked(0x81, &[b'x'; 300]));
+        wire.extend(masked(0x88, &1000u16.to_be_bytes()));
+        let got = read_all(wire, 1024).await;
+        assert_eq!(
+            got,
+            vec![
+                Ok(Incoming::Text("hello".into())),
+                Ok(Incoming::Ping(Bytes::from_static(b"p"))),
+                Ok(Incoming::Text("hello again".into())),
+                Ok(Incoming::Binary(vec![0xff, 0xfe])),
+                Ok(Incoming::Text("x".repeat(300))),
+                Ok(Incoming::Close(Some(1000))),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_what_the_rfc_forbids() {
+        let too_big = read_all(masked(0x81, &[b'x'; 300]), 100).await;
+        assert_eq!(too_big, vec![Err("TooBig".into())]);
+        let unmasked = read_all(vec![0x81, 1, b'x'], 100).await;
+        assert!(matches!(&unmasked[0], Err(e) if e.contains("masked")));
+        let bad_utf8 = read_all(masked(0x81, &[0xff]), 100).await;
+        assert!(matches!(&bad_utf8[0], Err(e) if e.contains("UTF-8")));
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_send_every_frame_in_order() {
+        let frames = vec![text_frame("a"), text_frame(&"b".repeat(200)), ping_frame()];
+        let mut out = Vec::new();
+        write_frames(&mut out, &frames).await.unwrap();
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        assert_eq!(out, expected);
+        assert_eq!(
+            &close_frame(1013, "slow")[..],
+            &[0x88, 6, 0x03, 0xF5, b's', b'l', b'o', b'w']
+        );
+    }
+}
