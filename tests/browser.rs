@@ -38,43 +38,48 @@ fn chromium() -> PathBuf {
         })
 }
 
+/// Ends the browser however the test ends, even by a panic during launch.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A headless Chromium and a DevTools connection to its page.
 struct Browser {
-    process: Child,
+    _process: KillOnDrop,
     devtools: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
     _profile: tempfile::TempDir,
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
 impl Browser {
     async fn launch() -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let process = Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-quic",
-                "--remote-debugging-address=127.0.0.1",
-                "--remote-debugging-port=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Chromium starts");
+        let process = KillOnDrop(
+            Command::new(chromium())
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-quic",
+                    "--remote-debugging-address=127.0.0.1",
+                    "--remote-debugging-port=0",
+                ])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .arg("about:blank")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Chromium starts"),
+        );
         // Chromium writes the port it chose into the profile.
         let port_file = profile.path().join("DevToolsActivePort");
         let mut port = None;
@@ -103,7 +108,7 @@ impl Browser {
         let url = page["webSocketDebuggerUrl"].as_str().unwrap();
         let (devtools, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         Browser {
-            process,
+            _process: process,
             devtools,
             next_id: 1,
             _profile: profile,
