@@ -79,6 +79,9 @@ struct HubInner {
     provider: Arc<dyn DataProvider>,
     /// Watched Discord servers by snowflake.
     guilds: Mutex<HashMap<Snowflake, Guild>>,
+    /// Servers whose roster a first watcher is fetching, with the number of
+    /// changes broadcast for them meanwhile. Locked only while `guilds` is held.
+    loading: Mutex<HashMap<Snowflake, Loading>>,
     /// Open WebSocket connections, joined or not.
     connections: AtomicUsize,
     /// Source of connection ids, which key the watcher maps.
@@ -86,6 +89,18 @@ struct HubInner {
     /// Event counters, for operators.
     stats: Stats,
 }
+
+/// A roster fetch in progress for a server nobody watches yet.
+#[derive(Debug, Default)]
+struct Loading {
+    /// Joins currently fetching it.
+    fetchers: usize,
+    /// Presence and client-id broadcasts seen since fetching began.
+    changes: u64,
+}
+
+/// How often a first join fetches again when changes keep arriving during the fetch.
+const LOAD_ATTEMPTS: usize = 3;
 
 /// Running totals since the server started.
 #[derive(Debug, Default)]
@@ -149,6 +164,7 @@ impl Hub {
             inner: Arc::new(HubInner {
                 provider,
                 guilds: Mutex::new(HashMap::new()),
+                loading: Mutex::new(HashMap::new()),
                 connections: AtomicUsize::new(0),
                 next_connection: AtomicU64::new(1),
                 stats: Stats::default(),
@@ -190,6 +206,7 @@ impl Hub {
         };
         let mut guilds = self.guilds();
         let Some(guild) = guilds.get_mut(server) else {
+            self.note_change_while_loading(server);
             self.count_broadcast(0);
             return 0;
         };
@@ -225,12 +242,16 @@ impl Hub {
             urgency: Urgency::Collapsible(Arc::from(CLIENT_ID_KEY)),
             wire: ws::text_frame(&text),
         };
-        match self.guilds().get_mut(server) {
+        let mut guilds = self.guilds();
+        match guilds.get_mut(server) {
             Some(guild) => {
                 guild.client_id = Some(client_id.to_owned());
                 self.fan_out(guild, frame)
             }
-            None => self.count_broadcast(0),
+            None => {
+                self.note_change_while_loading(server);
+                self.count_broadcast(0)
+            }
         }
     }
 
@@ -313,24 +334,10 @@ impl Hub {
         info: &ServerInfo,
         requested: &str,
     ) -> Result<(), ProviderError> {
-        let loaded = if self.guilds().contains_key(server) {
-            None
-        } else {
-            let provider = self.provider();
-            let roster = call_provider(provider.users(server)).await?;
-            let client_id = call_provider(provider.client_id(server)).await?;
-            Some((roster, client_id))
-        };
-        let mut guilds = self.guilds();
-        let guild = guilds.entry(server.to_owned()).or_insert_with(|| {
-            let (roster, client_id) = loaded.unwrap_or_default();
-            Guild {
-                roster,
-                client_id,
-                watchers: HashMap::new(),
-                activity: None,
-            }
-        });
+        let mut guilds = self.load(server).await?;
+        let guild = guilds
+            .get_mut(server)
+            .expect("load returns with the server in the map");
         let text = Outgoing::ServerJoin {
             data: ServerJoin {
                 users: &guild.roster,
@@ -351,6 +358,85 @@ impl Hub {
             guild.activity = Some(tokio::spawn(work).abort_handle());
         }
         Ok(())
+    }
+
+    /// Makes sure `server` has a state, fetching its roster if nobody watches it
+    /// yet, and returns the locked map with it inside.
+    ///
+    /// A change broadcast while the roster is being fetched is not in the
+    /// fetched copy and cannot be applied to it, so such a fetch is repeated
+    /// (at most [`LOAD_ATTEMPTS`] times). Changes are recorded and the state is
+    /// inserted under the `guilds` lock, so nothing slips in between.
+    async fn load(
+        &self,
+        server: &str,
+    ) -> Result<MutexGuard<'_, HashMap<Snowflake, Guild>>, ProviderError> {
+        for attempt in 1..=LOAD_ATTEMPTS {
+            let changes_before = {
+                let guilds = self.guilds();
+                if guilds.contains_key(server) {
+                    return Ok(guilds);
+                }
+                let mut loading = self.loading_mut();
+                let entry = loading.entry(server.to_owned()).or_default();
+                entry.fetchers += 1;
+                entry.changes
+            };
+            let provider = self.provider();
+            let fetched = async {
+                let roster = call_provider(provider.users(server)).await?;
+                let client_id = call_provider(provider.client_id(server)).await?;
+                Ok::<_, ProviderError>((roster, client_id))
+            }
+            .await;
+            let mut guilds = self.guilds();
+            let changed_meanwhile = self.finish_fetch(server) != changes_before;
+            let (roster, client_id) = fetched?;
+            if guilds.contains_key(server) {
+                return Ok(guilds);
+            }
+            if changed_meanwhile && attempt < LOAD_ATTEMPTS {
+                continue;
+            }
+            guilds.insert(
+                server.to_owned(),
+                Guild {
+                    roster,
+                    client_id,
+                    watchers: HashMap::new(),
+                    activity: None,
+                },
+            );
+            return Ok(guilds);
+        }
+        unreachable!("the last attempt always returns")
+    }
+
+    fn loading_mut(&self) -> MutexGuard<'_, HashMap<Snowflake, Loading>> {
+        self.inner.loading.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a change to a server that is not loaded, in case a join is fetching it.
+    /// Called with the `guilds` lock held.
+    fn note_change_while_loading(&self, server: &str) {
+        if let Some(loading) = self.loading_mut().get_mut(server) {
+            loading.changes += 1;
+        }
+    }
+
+    /// Ends one fetch of `server`; returns the change count, to compare with its start.
+    /// Called with the `guilds` lock held.
+    fn finish_fetch(&self, server: &str) -> u64 {
+        let mut loading = self.loading_mut();
+        let Some(entry) = loading.get_mut(server) else {
+            return 0;
+        };
+        let changes = entry.changes;
+        entry.fetchers -= 1;
+        if entry.fetchers == 0 {
+            loading.remove(server);
+        }
+        changes
     }
 
     /// Stops `connection` watching `server`; the last watcher out unloads it.

@@ -229,3 +229,65 @@ async fn a_client_id_from_the_provider_is_in_server_join() {
     );
     server.shutdown().await;
 }
+
+/// A provider whose first roster fetch waits for the test, and whose data the
+/// test changes (as a real source does: record the change, then broadcast it).
+struct SlowFirstFetch {
+    status: std::sync::Mutex<Status>,
+    fetches: std::sync::atomic::AtomicUsize,
+    fetching: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl DataProvider for SlowFirstFetch {
+    async fn servers(&self) -> Result<ServerList, ProviderError> {
+        let mut list = ServerList::new();
+        list.insert("9".into(), ServerInfo::new("nine", "Nine").default_server());
+        Ok(list)
+    }
+    async fn users(&self, _: &str) -> Result<Roster, ProviderError> {
+        let status = *self.status.lock().unwrap();
+        let mut roster = Roster::new();
+        roster.insert("1".into(), d_back::User::new("1", "ann", status, "#123456"));
+        if self
+            .fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            self.fetching.notify_one();
+            self.release.notified().await;
+        }
+        Ok(roster)
+    }
+}
+
+#[tokio::test]
+async fn a_change_during_the_first_roster_fetch_is_not_lost() {
+    let provider = std::sync::Arc::new(SlowFirstFetch {
+        status: std::sync::Mutex::new(Status::Online),
+        fetches: Default::default(),
+        fetching: Default::default(),
+        release: Default::default(),
+    });
+    let server = start(Server::builder().shared_provider(provider.clone())).await;
+    let hub = server.hub();
+    let (mut client, _) = Client::connect(server.local_addr()).await;
+    client
+        .send(json!({"type": "connect", "data": {"server": "nine"}}))
+        .await;
+    provider.fetching.notified().await;
+    // The fetch in flight has already read "online"; the source now changes it.
+    *provider.status.lock().unwrap() = Status::Dnd;
+    hub.broadcast_presence("9", PresenceUpdate::new("1", Status::Dnd));
+    provider.release.notify_one();
+    let join = client.recv().await;
+    assert_eq!(join["type"], "server-join");
+    assert_eq!(join["data"]["users"]["1"]["status"], "dnd");
+    assert_eq!(
+        provider.fetches.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the stale fetch was repeated"
+    );
+    server.shutdown().await;
+}

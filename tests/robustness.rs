@@ -173,3 +173,48 @@ async fn shutdown_closes_every_client_with_1001_and_the_server_can_start_again()
     assert_eq!(client.recv().await["data"]["message"], "second life");
     again.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_breaking_websocket_framing_is_closed_with_1002() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(Server::builder().provider(quiet_world())).await;
+    let addr = server.local_addr();
+    let (mut bystander, _) = Client::joined(addr, "dworld").await;
+
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // An unmasked text frame: forbidden from clients by RFC 6455.
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(PATIENCE, tcp.read_to_end(&mut received))
+        .await
+        .expect("the server ends the connection")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    // The last frame is a close frame (0x88) carrying 1002.
+    let close = received
+        .windows(4)
+        .rposition(|w| w[0] == 0x88 && w[2..4] == 1002u16.to_be_bytes())
+        .is_some();
+    assert!(
+        close,
+        "a close frame with 1002 ends the stream: {received:?}"
+    );
+
+    server.hub().broadcast_message(
+        DWORLD,
+        ChatMessage {
+            uid: "123456789012345001".into(),
+            message: "unaffected".into(),
+            channel: "c".into(),
+        },
+    );
+    assert_eq!(bystander.recv().await["data"]["message"], "unaffected");
+    server.shutdown().await;
+}
