@@ -137,7 +137,9 @@ async fn accept_tls(
 }
 
 impl axum::serve::Listener for Listener {
-    type Io = Either<TcpStream, TlsStream<TcpStream>>;
+    // Boxed: a TLS session is over a kilobyte, and an unboxed `Either` would make
+    // every plain connection carry that much too.
+    type Io = Either<TcpStream, Box<TlsStream<TcpStream>>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -157,7 +159,7 @@ impl axum::serve::Listener for Listener {
                 }
             },
             Listener::Tls { ready, .. } => match ready.recv().await {
-                Some((stream, peer)) => (Either::Right(stream), peer),
+                Some((stream, peer)) => (Either::Right(Box::new(stream)), peer),
                 // The accepting task only ends when we are dropped.
                 None => std::future::pending().await,
             },
