@@ -3,51 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-
+use common::binary::*;
 use common::*;
 use d_back::protocol::errors;
 use serde_json::json;
-
-fn d_back() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_d_back"));
-    command.env_remove("RUST_LOG").env_remove("DISCORD_TOKEN");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("D_BACK_") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-/// Starts `d_back` and waits for the line that says where it serves.
-fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, SocketAddr) {
-    let mut child = d_back()
-        .args(args)
-        .envs(envs.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let (found, addr) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stderr).lines();
-        for line in lines.by_ref().map_while(Result::ok) {
-            if let Some(rest) = line.split("serving http://").nth(1) {
-                let addr = rest.split('/').next().unwrap().parse::<SocketAddr>();
-                let _ = found.send(addr.unwrap());
-                break;
-            }
-        }
-        for _ in lines {}
-    });
-    let addr = addr
-        .recv_timeout(PATIENCE)
-        .expect("d_back announces its address");
-    (child, addr)
-}
 
 #[test]
 fn a_data_file_that_does_not_parse_ends_the_start_with_file_line_and_reason() {

@@ -3,6 +3,8 @@
 //! client would tidy up before sending.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,87 @@
+//! Running the `d_back` binary from a test: a clean environment, the address
+//! it announces, signals, and its exit code.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::PATIENCE;
+
+/// The binary under test, with no `D_BACK_*`, `RUST_LOG` or `DISCORD_TOKEN` from the caller.
+pub fn d_back() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_d_back"));
+    command.env_remove("RUST_LOG").env_remove("DISCORD_TOKEN");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("D_BACK_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Runs `d_back` to completion and returns (exit code, stdout, stderr).
+pub fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let output = d_back()
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Starts `d_back` and waits for the line that says where it serves.
+pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, SocketAddr) {
+    let mut child = d_back()
+        .args(args)
+        .envs(envs.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (found, addr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.split("serving http://").nth(1) {
+                let addr = rest
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .parse::<SocketAddr>()
+                    .unwrap();
+                let _ = found.send(addr);
+                break;
+            }
+        }
+        // Keep draining so the server never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let addr = addr
+        .recv_timeout(PATIENCE)
+        .expect("d_back announces its address");
+    (child, addr)
+}
+
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub fn wait_exit(child: &mut Child) -> i32 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "d_back did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
