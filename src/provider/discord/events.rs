@@ -136,7 +136,41 @@ struct GuildCache {
     member_roles: HashMap<String, Vec<String>>,
 }
 
+/// A guild's roles by id, with the colour and position that decide a member's colour.
+fn role_table(roles: &[Role]) -> HashMap<String, (u32, i64)> {
+    roles
+        .iter()
+        .map(|r| (r.id.clone(), (r.color, r.position)))
+        .collect()
+}
+
 impl GuildCache {
+    /// Remembers each member's roles and returns the members as users, with
+    /// their status from `presences` (offline when Discord sent none).
+    fn remember(&mut self, members: &[Member], presences: &[Presence]) -> Vec<User> {
+        let statuses: HashMap<&str, Status> = presences
+            .iter()
+            .map(|p| (p.user.id.as_str(), status(&p.status)))
+            .collect();
+        let mut users = Vec::with_capacity(members.len());
+        for member in members {
+            let Some(user) = &member.user else { continue };
+            self.member_roles
+                .insert(user.id.clone(), member.roles.clone());
+            let status = statuses
+                .get(user.id.as_str())
+                .copied()
+                .unwrap_or(Status::Offline);
+            users.push(User::new(
+                &user.id,
+                display_name(member, user),
+                status,
+                self.color(&member.roles),
+            ));
+        }
+        users
+    }
+
     /// `#rrggbb` of the member's highest coloured role, else white.
     fn color(&self, roles: &[String]) -> String {
         roles
@@ -240,33 +274,8 @@ impl Mapper {
         }
         let listed = self.list_guild(&guild.id, &guild.name);
         let cache = self.guilds.entry(guild.id.clone()).or_default();
-        cache.roles = guild
-            .roles
-            .iter()
-            .map(|r| (r.id.clone(), (r.color, r.position)))
-            .collect();
-        let statuses: HashMap<&str, Status> = guild
-            .presences
-            .iter()
-            .map(|p| (p.user.id.as_str(), status(&p.status)))
-            .collect();
-        let mut users = Vec::with_capacity(guild.members.len());
-        for member in &guild.members {
-            let Some(user) = &member.user else { continue };
-            cache
-                .member_roles
-                .insert(user.id.clone(), member.roles.clone());
-            let status = statuses
-                .get(user.id.as_str())
-                .copied()
-                .unwrap_or(Status::Offline);
-            users.push(User::new(
-                &user.id,
-                display_name(member, user),
-                status,
-                cache.color(&member.roles),
-            ));
-        }
+        cache.roles = role_table(&guild.roles);
+        let users = cache.remember(&guild.members, &guild.presences);
         info!(
             guild = %guild.id,
             id = %listed.id,
@@ -299,34 +308,17 @@ impl Mapper {
     fn guild_update(&mut self, guild: Guild) {
         let cache = self.guilds.entry(guild.id.clone()).or_default();
         if !guild.roles.is_empty() {
-            cache.roles = guild
-                .roles
-                .iter()
-                .map(|r| (r.id.clone(), (r.color, r.position)))
-                .collect();
+            cache.roles = role_table(&guild.roles);
         }
         self.recolor(&guild.id);
     }
 
     fn members_chunk(&mut self, chunk: MembersChunk) {
-        let statuses: HashMap<&str, Status> = chunk
-            .presences
-            .iter()
-            .map(|p| (p.user.id.as_str(), status(&p.status)))
-            .collect();
         let cache = self.guilds.entry(chunk.guild_id.clone()).or_default();
-        for member in &chunk.members {
-            let Some(user) = &member.user else { continue };
-            cache
-                .member_roles
-                .insert(user.id.clone(), member.roles.clone());
-            let status = statuses
-                .get(user.id.as_str())
-                .copied()
-                .unwrap_or(Status::Offline);
-            let update = PresenceUpdate::new(&user.id, status)
-                .with_username(display_name(member, user))
-                .with_role_color(cache.color(&member.roles));
+        for user in cache.remember(&chunk.members, &chunk.presences) {
+            let update = PresenceUpdate::new(user.uid, user.status)
+                .with_username(user.username)
+                .with_role_color(user.role_color);
             let _ = self.store.presence(&chunk.guild_id, update);
         }
     }
