@@ -45,7 +45,7 @@ pub struct Cli {
     #[arg(long, env = "D_BACK_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_name = "BYTES")]
     pub max_frame_bytes: usize,
 
-    /// Frames that may wait for one slow client before chat lines are dropped.
+    /// How far one slow client may fall behind: chat lines kept per server, other frames queued per client.
     #[arg(
         long,
         env = "D_BACK_OUTBOX_FRAMES",

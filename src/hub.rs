@@ -1,10 +1,12 @@
 //! The truth about every watched Discord server, and the fan-out of its events.
 //!
 //! For each Discord server that at least one connection watches, the hub keeps
-//! the roster with current statuses, the OAuth2 client id, and the outboxes of
-//! its watchers. A broadcast updates that state, encodes the frame once, and
-//! pushes a cheap clone of the bytes into each watcher's bounded outbox. Nothing
-//! here ever waits on a socket, so a stalled browser cannot slow a broadcast.
+//! the roster with current statuses, the OAuth2 client id, its recent chat
+//! lines (a [`Feed`]) and the outboxes of its watchers. A broadcast updates that
+//! state and encodes the frame once. A chat line is appended to the feed, which
+//! every watcher's writer reads from; any other frame is pushed, as a cheap
+//! clone of the bytes, into each watcher's bounded outbox. Nothing here ever
+//! waits on a socket, so a stalled browser cannot slow a broadcast.
 //!
 //! A server's state is loaded from the [`DataProvider`] when its first watcher
 //! arrives and dropped when its last watcher leaves, so memory follows what is
@@ -24,6 +26,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 
+use crate::feed::Feed;
 use crate::outbox::{Frame, Outbox, Pushed, Urgency};
 use crate::protocol::{
     ChatMessage, ClientIdData, JoinRequestEcho, Outgoing, PresenceUpdate, Roster, ServerInfo,
@@ -88,6 +91,8 @@ struct HubInner {
     next_connection: AtomicU64,
     /// Event counters, for operators.
     stats: Stats,
+    /// Chat lines each server's feed keeps for watchers that lag behind.
+    chat_backlog: usize,
 }
 
 /// A roster fetch in progress for a server nobody watches yet.
@@ -131,6 +136,8 @@ struct Guild {
     roster: Roster,
     /// OAuth2 application id for this server's login button.
     client_id: Option<String>,
+    /// Recent chat lines, shared by all watchers.
+    feed: Arc<Feed>,
     /// Outboxes of the connections watching, by connection id.
     watchers: HashMap<u64, Arc<Outbox>>,
     /// The provider's activity for this server, stopped with the last watcher.
@@ -159,7 +166,9 @@ impl Drop for ConnectionGuard {
 }
 
 impl Hub {
-    pub(crate) fn new(provider: Arc<dyn DataProvider>) -> Self {
+    /// A hub whose servers keep their last `chat_backlog` chat lines for
+    /// watchers that fall behind.
+    pub(crate) fn new(provider: Arc<dyn DataProvider>, chat_backlog: usize) -> Self {
         Self {
             inner: Arc::new(HubInner {
                 provider,
@@ -168,6 +177,7 @@ impl Hub {
                 connections: AtomicUsize::new(0),
                 next_connection: AtomicU64::new(1),
                 stats: Stats::default(),
+                chat_backlog,
             }),
         }
     }
@@ -221,12 +231,9 @@ impl Hub {
             data: &message,
         }
         .encode();
-        let frame = Frame {
-            urgency: Urgency::Droppable,
-            wire: ws::text_frame(&text),
-        };
-        match self.guilds().get_mut(server) {
-            Some(guild) => self.fan_out(guild, frame),
+        let line = ws::text_frame(&text);
+        match self.guilds().get(server) {
+            Some(guild) => self.publish_chat(guild, line),
             None => self.count_broadcast(0),
         }
     }
@@ -304,7 +311,7 @@ impl Hub {
         for outbox in guild.watchers.values() {
             match outbox.push(frame.clone()) {
                 Pushed::Queued => queued += 1,
-                Pushed::Degraded => {
+                Pushed::Collapsed => {
                     queued += 1;
                     dropped += 1;
                 }
@@ -319,6 +326,26 @@ impl Hub {
             .slow_clients_closed
             .fetch_add(overflowed, Ordering::Relaxed);
         self.count_broadcast(queued as usize)
+    }
+
+    /// Appends a chat line to the server's feed and wakes the watchers waiting
+    /// for work; counts the watchers the line it pushed out never reached.
+    fn publish_chat(&self, guild: &Guild, line: bytes::Bytes) -> usize {
+        let evicted = guild.feed.publish(line);
+        let mut missed = 0u64;
+        for outbox in guild.watchers.values() {
+            if evicted.is_some_and(|position| outbox.missed(position)) {
+                missed += 1;
+            }
+            outbox.nudge();
+        }
+        let reached = guild.watchers.len();
+        let stats = &self.inner.stats;
+        stats
+            .frames_queued
+            .fetch_add(reached as u64, Ordering::Relaxed);
+        stats.frames_dropped.fetch_add(missed, Ordering::Relaxed);
+        self.count_broadcast(reached)
     }
 
     /// Makes `connection` a watcher of `server` and queues its `server-join`.
@@ -351,6 +378,7 @@ impl Hub {
             urgency: Urgency::Essential,
             wire: ws::text_frame(&text),
         });
+        outbox.follow(Arc::clone(&guild.feed));
         guild.watchers.insert(connection, Arc::clone(outbox));
         if guild.activity.is_none()
             && let Some(work) = self.provider().activity(server, self.clone())
@@ -403,6 +431,7 @@ impl Hub {
                 Guild {
                     roster,
                     client_id,
+                    feed: Arc::new(Feed::new(self.inner.chat_backlog)),
                     watchers: HashMap::new(),
                     activity: None,
                 },
@@ -443,7 +472,9 @@ impl Hub {
     pub(crate) fn leave(&self, connection: u64, server: &str) {
         let mut guilds = self.guilds();
         if let Some(guild) = guilds.get_mut(server) {
-            guild.watchers.remove(&connection);
+            if let Some(outbox) = guild.watchers.remove(&connection) {
+                outbox.unfollow();
+            }
             if guild.watchers.is_empty() {
                 guilds.remove(server);
             }

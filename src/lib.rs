@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+mod feed;
 mod http;
 mod hub;
 mod listener;

@@ -1,22 +1,35 @@
 //! A connection's bounded queue of encoded frames, between the hub and the socket.
 //!
 //! The hub pushes into it without ever waiting; the connection's writer task
-//! drains everything queued in one go and writes it as one batch. When a
-//! browser cannot keep up, the queue degrades in a way the client survives:
-//! chat lines are dropped first, a newer presence for a user replaces the older
-//! one still waiting (so the client still ends up right), and when neither makes
-//! room the connection is closed with [`CLOSE_TOO_SLOW`]. Memory per connection
-//! is therefore bounded by the capacity, whatever the producers do.
+//! takes everything waiting in one go, copies it into one buffer and writes
+//! that with one system call. Two streams meet here, in the order the hub made
+//! them:
+//!
+//! - frames for this client alone or for one user (`server-join`, errors, a
+//!   user's presence), queued here;
+//! - chat lines, which stay in the watched server's shared [`Feed`]; the outbox
+//!   only remembers how far this client has read it.
+//!
+//! When a browser cannot keep up, this degrades in a way the client survives:
+//! chat lines it lags behind on are overwritten in the feed and never sent, a
+//! newer presence for a user replaces the older one still waiting (so the
+//! client still ends up right), and when the queue is full of frames that can
+//! neither be dropped nor merged, the connection is closed with
+//! [`CLOSE_TOO_SLOW`]. Memory per connection is therefore bounded by the
+//! capacity, whatever the producers do.
 //!
 //! A `VecDeque` behind a `std::sync::Mutex` is used rather than a channel
 //! because the degradation rules need to look into, and rewrite, what is
-//! already queued; the lock is only ever held for a few pointer moves.
+//! already queued; the lock is only ever held for pointer moves and the copy.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+
+use crate::feed::Feed;
 
 /// Close code sent to a client that fell too far behind (RFC 6455 "Try Again Later").
 pub const CLOSE_TOO_SLOW: u16 = 1013;
@@ -24,10 +37,8 @@ pub const CLOSE_TOO_SLOW: u16 = 1013;
 /// How a queued frame may be treated under pressure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Urgency {
-    /// Lost without harm when the client is behind (chat lines).
-    Droppable,
     /// Only the newest frame with the same key matters (a user's presence).
-    Collapsible(std::sync::Arc<str>),
+    Collapsible(Arc<str>),
     /// Must arrive (server-list, server-join, errors).
     Essential,
 }
@@ -38,12 +49,6 @@ pub(crate) struct Frame {
     pub urgency: Urgency,
     /// Header and payload, shared by every watcher the frame was broadcast to.
     pub wire: Bytes,
-}
-
-impl AsRef<[u8]> for Frame {
-    fn as_ref(&self) -> &[u8] {
-        &self.wire
-    }
 }
 
 /// Why the writer should stop, and what close frame to send (if any).
@@ -59,25 +64,35 @@ pub(crate) struct CloseRequest {
 pub(crate) enum Pushed {
     /// Queued as is.
     Queued,
-    /// Replaced an older frame with the same key, or displaced a chat line.
-    Degraded,
-    /// Not queued: a chat line for a client that is behind.
+    /// Replaced an older frame for the same user.
+    Collapsed,
+    /// Not queued: the connection is closing.
     Dropped,
     /// The client is too far behind; the connection is being closed.
     Overflowed,
 }
 
+/// A queued frame and the feed position it was queued at: feed lines before
+/// that position go out before it, later ones after it.
+#[derive(Debug)]
+struct Queued {
+    after: u64,
+    frame: Frame,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Frame>,
+    queue: VecDeque<Queued>,
     close: Option<CloseRequest>,
+    /// Chat lines of the server this connection watches.
+    feed: Option<Arc<Feed>>,
 }
 
 /// What the writer gets from [`Outbox::next`].
 #[derive(Debug)]
 pub(crate) enum Next {
-    /// Frames to write, oldest first.
-    Frames,
+    /// This many frames were copied into the buffer, oldest first.
+    Frames(usize),
     /// Stop writing; send this close frame first if it has a code.
     Close(CloseRequest),
 }
@@ -88,21 +103,33 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
     ready: Notify,
     capacity: usize,
+    /// Feed position this connection has copied up to. Only changed under the
+    /// state lock; read without it by the hub to count lines a client missed.
+    cursor: AtomicU64,
+    /// Set while the writer waits with nothing to do, so that a new chat line
+    /// wakes it; idle connections are the only ones a broadcast has to wake.
+    parked: AtomicBool,
 }
 
 impl Outbox {
-    /// An empty outbox that holds at most `capacity` frames.
+    /// An empty outbox that holds at most `capacity` queued frames.
     pub fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
             capacity: capacity.max(1),
+            cursor: AtomicU64::new(0),
+            parked: AtomicBool::new(false),
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues a frame without waiting, degrading as the module doc says.
     pub fn push(&self, frame: Frame) -> Pushed {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
         if state.close.is_some() {
             return Pushed::Dropped;
         }
@@ -110,22 +137,15 @@ impl Outbox {
         // into an empty queue has to wake it; skipping the rest matters when one
         // broadcast pushes into thousands of outboxes.
         let wake = state.queue.is_empty();
+        let after = state.feed.as_ref().map_or(0, |feed| feed.head());
         let outcome = if state.queue.len() < self.capacity {
-            state.queue.push_back(frame);
+            state.queue.push_back(Queued { after, frame });
             Pushed::Queued
         } else if let Some(slot) = same_key_slot(&state.queue, &frame.urgency) {
-            state.queue[slot] = frame;
-            Pushed::Degraded
-        } else if frame.urgency == Urgency::Droppable {
-            Pushed::Dropped
-        } else if let Some(chat) = state
-            .queue
-            .iter()
-            .position(|f| f.urgency == Urgency::Droppable)
-        {
-            state.queue.remove(chat);
-            state.queue.push_back(frame);
-            Pushed::Degraded
+            // The newer frame takes the older one's place, so it keeps its order
+            // relative to the chat lines that were around it.
+            state.queue[slot].frame = frame;
+            Pushed::Collapsed
         } else {
             state.queue.clear();
             state.close = Some(CloseRequest {
@@ -141,9 +161,41 @@ impl Outbox {
         outcome
     }
 
+    /// Starts sending `feed`'s chat lines from its current end on; what is
+    /// already queued goes out before any of them.
+    pub fn follow(&self, feed: Arc<Feed>) {
+        let mut state = self.state();
+        for queued in &mut state.queue {
+            queued.after = 0;
+        }
+        self.cursor.store(feed.head(), Ordering::Relaxed);
+        state.feed = Some(feed);
+    }
+
+    /// Stops sending chat lines (the client left the server).
+    pub fn unfollow(&self) {
+        self.state().feed = None;
+    }
+
+    /// Whether this connection has not yet copied the line at `position` of the
+    /// feed it follows.
+    pub fn missed(&self, position: u64) -> bool {
+        self.cursor.load(Ordering::Relaxed) <= position
+    }
+
+    /// Wakes the writer if it is waiting for work; called after a chat line is
+    /// published to the feed this outbox follows.
+    pub fn nudge(&self) {
+        // SeqCst pairs with the writer's park-then-check in `next`: either it
+        // sees the new line, or this sees it parked.
+        if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
+            self.ready.notify_one();
+        }
+    }
+
     /// Asks the writer to stop; the first request wins.
     pub fn close(&self, request: CloseRequest) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
         if state.close.is_none() {
             state.close = Some(request);
         }
@@ -151,103 +203,168 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Waits until there is something to do, then hands every queued frame over
-    /// in `batch`, which must be empty: the two queues are swapped, so the lock
-    /// is held for a pointer swap however long the queue was.
+    /// Waits until there is something to do, then appends every queued frame
+    /// and every unread chat line to `out`, in the order the hub made them.
     ///
     /// Only one task (the connection's writer) may call this.
-    pub async fn next(&self, batch: &mut VecDeque<Frame>) -> Next {
-        debug_assert!(batch.is_empty());
+    pub async fn next(&self, out: &mut Vec<u8>) -> Next {
         loop {
             {
-                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut state = self.state();
                 if let Some(close) = &state.close {
                     return Next::Close(close.clone());
                 }
-                if !state.queue.is_empty() {
-                    std::mem::swap(&mut state.queue, batch);
-                    // A burst should not pin its peak allocation for the life of an idle connection.
-                    if batch.len() < 16 && state.queue.capacity() > 64 {
-                        state.queue = VecDeque::new();
-                    }
-                    return Next::Frames;
+                let cursor = self.cursor.load(Ordering::Relaxed);
+                let unread =
+                    |state: &State| state.feed.as_ref().is_some_and(|f| f.head() != cursor);
+                if !state.queue.is_empty() || unread(&state) {
+                    return Next::Frames(self.take(&mut state, out));
+                }
+                self.parked.store(true, Ordering::SeqCst);
+                // A line published between the check above and parking would
+                // otherwise wait for the next one.
+                if unread(&state) {
+                    self.parked.store(false, Ordering::Relaxed);
+                    continue;
                 }
             }
             self.ready.notified().await;
+            self.parked.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// Copies the queue and the unread feed lines into `out`, interleaved by
+    /// position. The state lock keeps the hub from queueing meanwhile, and the
+    /// feed's read lock keeps it from publishing, so nothing can slip between.
+    fn take(&self, state: &mut State, out: &mut Vec<u8>) -> usize {
+        let mut cursor = self.cursor.load(Ordering::Relaxed);
+        let mut frames = state.queue.len();
+        let lines = state.feed.as_ref().map(|feed| feed.lines());
+        for queued in state.queue.drain(..) {
+            if let Some(lines) = &lines {
+                frames += lines.copy_into(&mut cursor, queued.after, out);
+            }
+            out.extend_from_slice(&queued.frame.wire);
+        }
+        if let Some(lines) = &lines {
+            frames += lines.copy_into(&mut cursor, u64::MAX, out);
+        }
+        drop(lines);
+        self.cursor.store(cursor, Ordering::Relaxed);
+        // A burst should not pin its peak allocation for the life of an idle connection.
+        if state.queue.capacity() > 64 {
+            state.queue = VecDeque::new();
+        }
+        frames
     }
 }
 
-fn same_key_slot(queue: &VecDeque<Frame>, urgency: &Urgency) -> Option<usize> {
+fn same_key_slot(queue: &VecDeque<Queued>, urgency: &Urgency) -> Option<usize> {
     let Urgency::Collapsible(key) = urgency else {
         return None;
     };
     queue
         .iter()
-        .rposition(|f| matches!(&f.urgency, Urgency::Collapsible(k) if k == key))
+        .rposition(|q| matches!(&q.frame.urgency, Urgency::Collapsible(k) if k == key))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    fn frame(urgency: Urgency, text: &str) -> Frame {
+    fn essential(text: &str) -> Frame {
         Frame {
-            urgency,
+            urgency: Urgency::Essential,
             wire: Bytes::copy_from_slice(text.as_bytes()),
         }
     }
 
     fn presence(uid: &str, text: &str) -> Frame {
-        frame(Urgency::Collapsible(Arc::from(uid)), text)
+        Frame {
+            urgency: Urgency::Collapsible(Arc::from(uid)),
+            wire: Bytes::copy_from_slice(text.as_bytes()),
+        }
     }
 
-    async fn drain(outbox: &Outbox) -> Vec<String> {
-        let mut batch = VecDeque::new();
-        match outbox.next(&mut batch).await {
-            Next::Frames => batch
-                .iter()
-                .map(|f| String::from_utf8_lossy(&f.wire).into_owned())
-                .collect(),
-            Next::Close(c) => vec![format!("close {:?}", c.code)],
+    fn line(feed: &Feed, text: &'static str) {
+        feed.publish(Bytes::from_static(text.as_bytes()));
+    }
+
+    async fn drain(outbox: &Outbox) -> String {
+        let mut out = Vec::new();
+        match outbox.next(&mut out).await {
+            Next::Frames(_) => String::from_utf8(out).unwrap(),
+            Next::Close(c) => format!("close {:?}", c.code),
         }
     }
 
     #[tokio::test]
     async fn under_capacity_everything_is_kept_in_order() {
         let outbox = Outbox::new(4);
-        assert_eq!(outbox.push(frame(Urgency::Essential, "a")), Pushed::Queued);
-        assert_eq!(outbox.push(frame(Urgency::Droppable, "b")), Pushed::Queued);
-        assert_eq!(outbox.push(presence("1", "c")), Pushed::Queued);
-        assert_eq!(drain(&outbox).await, ["a", "b", "c"]);
+        assert_eq!(outbox.push(essential("a")), Pushed::Queued);
+        assert_eq!(outbox.push(presence("1", "b")), Pushed::Queued);
+        assert_eq!(drain(&outbox).await, "ab");
     }
 
     #[tokio::test]
-    async fn when_full_chat_is_dropped_and_presence_collapses() {
-        let outbox = Outbox::new(3);
-        outbox.push(presence("1", "p1-old"));
-        outbox.push(frame(Urgency::Droppable, "chat1"));
-        outbox.push(presence("2", "p2"));
+    async fn chat_lines_and_queued_frames_keep_the_order_they_were_made_in() {
+        let outbox = Outbox::new(8);
+        let feed = Arc::new(Feed::new(8));
+        line(&feed, "-");
+        outbox.push(essential("J"));
+        outbox.follow(Arc::clone(&feed));
+        line(&feed, "a");
+        outbox.push(presence("1", "P"));
+        line(&feed, "b");
+        line(&feed, "c");
+        outbox.push(presence("2", "Q"));
         assert_eq!(
-            outbox.push(frame(Urgency::Droppable, "chat2")),
-            Pushed::Dropped
+            drain(&outbox).await,
+            "JaPbcQ",
+            "the line before joining is not sent"
         );
-        assert_eq!(outbox.push(presence("1", "p1-new")), Pushed::Degraded);
-        // A presence for a user with nothing queued displaces the chat line.
-        assert_eq!(outbox.push(presence("3", "p3")), Pushed::Degraded);
-        assert_eq!(drain(&outbox).await, ["p1-new", "p2", "p3"]);
+        line(&feed, "d");
+        assert_eq!(drain(&outbox).await, "d");
     }
 
     #[tokio::test]
-    async fn when_nothing_can_give_way_the_client_is_closed() {
+    async fn a_new_line_wakes_a_waiting_writer() {
+        let outbox = Arc::new(Outbox::new(4));
+        let feed = Arc::new(Feed::new(4));
+        outbox.follow(Arc::clone(&feed));
+        let writer = {
+            let outbox = Arc::clone(&outbox);
+            tokio::spawn(async move { drain(&outbox).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        line(&feed, "x");
+        outbox.nudge();
+        assert_eq!(writer.await.unwrap(), "x");
+    }
+
+    #[tokio::test]
+    async fn a_lagging_client_misses_overwritten_lines_only() {
+        let outbox = Outbox::new(4);
+        let feed = Arc::new(Feed::new(2));
+        outbox.follow(Arc::clone(&feed));
+        line(&feed, "a");
+        assert!(outbox.missed(0));
+        line(&feed, "b");
+        line(&feed, "c");
+        assert_eq!(drain(&outbox).await, "bc");
+        assert!(!outbox.missed(2));
+    }
+
+    #[tokio::test]
+    async fn when_full_presence_collapses_and_then_the_client_is_closed() {
         let outbox = Outbox::new(2);
-        outbox.push(presence("1", "p1"));
+        outbox.push(presence("1", "p1-old"));
         outbox.push(presence("2", "p2"));
+        assert_eq!(outbox.push(presence("1", "p1-new")), Pushed::Collapsed);
         assert_eq!(outbox.push(presence("3", "p3")), Pushed::Overflowed);
         assert_eq!(
             drain(&outbox).await,
-            [format!("close {:?}", Some(CLOSE_TOO_SLOW))]
+            format!("close {:?}", Some(CLOSE_TOO_SLOW))
         );
         assert_eq!(outbox.push(presence("4", "p4")), Pushed::Dropped);
     }

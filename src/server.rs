@@ -32,7 +32,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub(crate) struct Limits {
     /// Largest frame (and message) a client may send; larger closes with 1009.
     pub max_frame_bytes: usize,
-    /// Frames that may wait for a slow client before it is degraded, then closed.
+    /// Chat lines, and other frames, a slow client may lag behind by (see `ServerBuilder::outbox_frames`).
     pub outbox_frames: usize,
     /// How often idle connections are pinged; silence for two periods drops them.
     pub ping_interval: Duration,
@@ -215,8 +215,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Frames that may queue for one slow client (default 256) before chat lines
-    /// are dropped, presences collapse, and finally the client is closed with 1013.
+    /// How far one slow client may fall behind (default 256): the chat lines
+    /// each watched server keeps for it (older ones it simply misses), and the
+    /// other frames queued for it, where a newer presence for a user replaces
+    /// the older one; when that is not enough the client is closed with 1013.
     pub fn outbox_frames(mut self, frames: usize) -> Self {
         self.limits.outbox_frames = frames.max(1);
         self
@@ -303,7 +305,7 @@ impl ServerBuilder {
         let listener =
             Listener::new(tcp, tls).map_err(|source| StartError::Bind { addr, source })?;
 
-        let hub = Hub::new(self.provider);
+        let hub = Hub::new(self.provider, self.limits.outbox_frames);
         let shutdown = CancellationToken::new();
         let sessions = TaskTracker::new();
         let state = AppState {

@@ -12,7 +12,6 @@
 //! (1009), a client that keeps sending far over its rate (1008), a client that
 //! cannot keep up (1013), silence, or shutdown (1001) end it.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -372,11 +371,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     gone: CancellationToken,
 ) {
     let _tell_reader = gone.drop_guard();
-    let mut batch = VecDeque::new();
     let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     loop {
+        // A fresh buffer per batch: an idle connection then holds none, and one
+        // allocation is small beside the system call that follows.
+        let mut out = Vec::new();
         let next = tokio::select! {
-            next = outbox.next(&mut batch) => next,
+            next = outbox.next(&mut out) => next,
             _ = ping.tick() => {
                 match timeout(limits.stall_timeout, ws::write_frames(&mut sink, &[ws::ping_frame()])).await {
                     Ok(Ok(())) => continue,
@@ -385,19 +386,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         };
         match next {
-            Next::Frames => {
-                metrics.frames_sent(batch.len());
-                let written = timeout(
-                    limits.stall_timeout,
-                    ws::write_frames(&mut sink, batch.make_contiguous()),
-                )
-                .await;
-                let sent = batch.len();
-                batch.clear();
-                // Keep the room a busy connection needs, but not after the burst is over.
-                if sent < 16 && batch.capacity() > 64 {
-                    batch = VecDeque::new();
-                }
+            Next::Frames(count) => {
+                metrics.frames_sent(count);
+                let write = async {
+                    sink.write_all(&out).await?;
+                    sink.flush().await
+                };
+                let written = timeout(limits.stall_timeout, write).await;
                 match written {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return,
