@@ -153,6 +153,41 @@ async fn websocket_is_accepted_on_any_path() {
 }
 
 #[tokio::test]
+async fn a_frame_sent_along_with_the_upgrade_request_is_not_lost() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(Server::builder()).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let connect = br#"{"type":"connect","data":{"server":"dworld"}}"#;
+    let mut bytes = b"GET / HTTP/1.1\r\nHost: d-back\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    // One masked text frame (mask key all zero), in the same write as the request.
+    bytes.extend_from_slice(&[0x81, 0x80 | connect.len() as u8, 0, 0, 0, 0]);
+    bytes.extend_from_slice(connect);
+    tcp.write_all(&bytes).await.unwrap();
+    let mut seen = Vec::new();
+    let joined = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the server closed the connection");
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(13).any(|w| w == b"\"server-join\"") {
+                break;
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(joined.is_ok(), "no server-join; got: {text}");
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_mock_oauth_server_accepts_any_named_discord_user_and_nothing_else() {
     let server = start(Server::builder()).await;
     let (mut client, _) = Client::connect(server.local_addr()).await;
