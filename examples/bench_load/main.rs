@@ -336,10 +336,8 @@ impl Suite {
     }
 
     async fn measure_once(&self, target: Target, load: &Load) -> anyhow::Result<Figures> {
-        let server = ServerProc::start(self, target, load.rate).await?;
-        let result = drive(&server, target != Target::Bare, self.args.concurrency, load).await;
-        drop(server); // killed before the clients close, so no TIME_WAIT piles up on their ports
-        result
+        let mut server = ServerProc::start(self, target, load.rate).await?;
+        drive(&mut server, target != Target::Bare, self.args.concurrency, load).await
     }
 
     fn row(
@@ -492,10 +490,17 @@ impl ServerProc {
     }
 }
 
-impl Drop for ServerProc {
-    fn drop(&mut self) {
+impl ServerProc {
+    /// Kills the server (again, harmlessly, if it is gone already).
+    fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -509,8 +514,6 @@ fn free_port() -> anyhow::Result<u16> {
 struct Shared {
     /// Set while frames count toward the figures.
     measuring: AtomicBool,
-    /// Text frames received while measuring.
-    delivered: AtomicU64,
     joined: AtomicU64,
     failed: AtomicU64,
     /// Microseconds from the start of the run to the latest join.
@@ -524,11 +527,14 @@ struct Shared {
 struct Outcome {
     join_us: Option<u32>,
     latencies_us: Vec<u32>,
+    /// Text frames received while measuring; counted per client and summed at
+    /// the end, so that no shared counter is touched on every read.
+    delivered: u64,
 }
 
 /// Runs `load` against a started server and computes the figures.
 async fn drive(
-    server: &ServerProc,
+    server: &mut ServerProc,
     protocol: bool,
     concurrency: usize,
     load: &Load,
@@ -596,16 +602,20 @@ async fn drive(
         procstat::cpu_seconds(None),
     );
     let rss_end = procstat::rss_kib(pid);
-    let delivered = shared.delivered.load(Ordering::Relaxed);
 
-    // The caller kills the server right after; then every client ends.
+    // Stalled clients wait for `stop`; the others read until the server is
+    // gone. Killing it before the clients close also keeps TIME_WAIT from
+    // piling up on their ports.
     shared.stop.cancel();
+    server.kill();
     let mut joins = Vec::new();
     let mut latencies = Vec::new();
+    let mut delivered = 0;
     for task in tasks {
         if let Ok(Ok(outcome)) = timeout(Duration::from_secs(10), task).await {
             joins.extend(outcome.join_us);
             latencies.extend(outcome.latencies_us);
+            delivered += outcome.delivered;
         }
     }
     let joined = shared.joined.load(Ordering::Relaxed);
@@ -694,16 +704,12 @@ async fn one_client(
     }
     let mut seen = 0u64;
     let mut pings: Vec<Vec<u8>> = Vec::new();
-    // Made once: a fresh `cancelled()` per read would lock the token's shared waiter list.
-    let stop = shared.stop.cancelled();
-    tokio::pin!(stop);
+    // No `select!` on `stop` here: polling a cancellation future locks the
+    // token's waiter list, shared by every client, on each read. The suite
+    // kills the server after `stop`, which ends these reads.
     loop {
-        let read = tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            read = client.fill() => read,
-        };
-        if !matches!(read, Ok(n) if n > 0) {
+        let read = client.fill().await;
+        if !matches!(read, Ok(n) if n > 0) || shared.stop.is_cancelled() {
             break;
         }
         let measuring = shared.measuring.load(Ordering::Relaxed);
@@ -732,7 +738,7 @@ async fn one_client(
             _ => {}
         });
         if measuring {
-            shared.delivered.fetch_add(texts, Ordering::Relaxed);
+            outcome.delivered += texts;
         }
         for ping in pings.drain(..) {
             if client.pong(&ping).await.is_err() {
