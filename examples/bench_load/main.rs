@@ -337,7 +337,13 @@ impl Suite {
 
     async fn measure_once(&self, target: Target, load: &Load) -> anyhow::Result<Figures> {
         let mut server = ServerProc::start(self, target, load.rate).await?;
-        drive(&mut server, target != Target::Bare, self.args.concurrency, load).await
+        drive(
+            &mut server,
+            target != Target::Bare,
+            self.args.concurrency,
+            load,
+        )
+        .await
     }
 
     fn row(
