@@ -251,10 +251,9 @@ impl Outbox {
         }
         drop(lines);
         self.cursor.store(cursor, Ordering::Relaxed);
-        // A burst should not pin its peak allocation for the life of an idle connection.
-        if state.queue.capacity() > 64 {
-            state.queue = VecDeque::new();
-        }
+        // Most connections sit idle after a few frames: they should not keep
+        // the queue's allocation, and a busy one gets it back in one call.
+        state.queue = VecDeque::new();
         frames
     }
 }

@@ -64,13 +64,11 @@ pub(crate) async fn run<R, W>(
     info!(%peer, connection = id, "client connected");
     let mut reader = ws::Reader::new(read, limits.max_frame_bytes);
     let outbox = Arc::new(Outbox::new(limits.outbox_frames));
-    let writer_gone = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(
+    let mut writer = tokio::spawn(write_loop(
         write,
         Arc::clone(&outbox),
         Arc::clone(&limits),
         Arc::clone(&metrics),
-        writer_gone.clone(),
     ));
     let mut session = Session {
         hub,
@@ -85,9 +83,15 @@ pub(crate) async fn run<R, W>(
     // keeping their space inline would cost every idle connection that much.
     Box::pin(session.send_server_list()).await;
 
+    let mut writer_finished = false;
     let close = tokio::select! {
         _ = shutdown.cancelled() => Some(CLOSE_GOING_AWAY),
-        _ = writer_gone.cancelled() => None,
+        // The writer ended by itself (the socket failed or stalled); a
+        // JoinHandle must not be awaited twice, so it is marked finished.
+        _ = &mut writer => {
+            writer_finished = true;
+            None
+        }
         code = session.read_until_end(&mut reader, &limits) => code,
     };
     let reason = match close {
@@ -103,7 +107,7 @@ pub(crate) async fn run<R, W>(
         reason,
     });
     let writer_task = writer.abort_handle();
-    if timeout(CLOSE_GRACE * 2, writer).await.is_err() {
+    if !writer_finished && timeout(CLOSE_GRACE * 2, writer).await.is_err() {
         debug!(
             connection = id,
             "writer did not finish in time; stopping it"
@@ -368,9 +372,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     outbox: Arc<Outbox>,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
-    gone: CancellationToken,
 ) {
-    let _tell_reader = gone.drop_guard();
     let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     loop {
         // A fresh buffer per batch: an idle connection then holds none, and one

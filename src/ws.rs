@@ -14,10 +14,13 @@
 //! fragmented messages are reassembled; text must be UTF-8; pings are answered
 //! by the caller; anything else that breaks the RFC ends the connection.
 
+use std::cell::RefCell;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Poll, ready};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
@@ -28,6 +31,11 @@ const OP_PONG: u8 = 0xA;
 
 /// Bytes asked of the socket per read: client frames are small.
 const READ_CHUNK: usize = 512;
+
+thread_local! {
+    /// Where an idle connection's next read lands first (see `Reader::read_idle`).
+    static SCRATCH: RefCell<[u8; 4096]> = const { RefCell::new([0; 4096]) };
+}
 /// Most frames handed to the kernel in one vectored write (Linux allows 1024).
 const MAX_SLICES: usize = 256;
 
@@ -156,16 +164,35 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 }
                 return Ok(message);
             }
-            self.buf.reserve(READ_CHUNK);
-            let n = self
-                .io
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(ReadError::Io)?;
+            let n = if self.buf.is_empty() {
+                self.read_idle().await
+            } else {
+                self.buf.reserve(READ_CHUNK);
+                self.io.read_buf(&mut self.buf).await
+            }
+            .map_err(ReadError::Io)?;
             if n == 0 {
                 return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
         }
+    }
+
+    /// Waits for the client with no buffer of its own: each attempt reads into
+    /// this thread's scratch space, and only bytes that arrived are copied
+    /// into `buf`. A connection spends nearly all its life waiting here, and
+    /// across thousands of them a reserved chunk each would add up.
+    async fn read_idle(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| {
+            SCRATCH.with_borrow_mut(|scratch| {
+                let mut read = ReadBuf::new(scratch);
+                // On `Pending` nothing was read (the `AsyncRead` contract), so
+                // the scratch space is free for the next connection at once.
+                ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
+                self.buf.extend_from_slice(read.filled());
+                Poll::Ready(Ok(read.filled().len()))
+            })
+        })
+        .await
     }
 
     /// Takes one frame from the buffer if it is complete; returns a message if it ended one.
