@@ -381,7 +381,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let next = tokio::select! {
             next = outbox.next(&mut out) => next,
             _ = ping.tick() => {
-                match timeout(limits.stall_timeout, ws::write_frames(&mut sink, &[ws::ping_frame()])).await {
+                match timeout(limits.stall_timeout, ws::write_all(&mut sink, &ws::ping_frame())).await {
                     Ok(Ok(())) => continue,
                     _ => return,
                 }
@@ -390,11 +390,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         match next {
             Next::Frames(count) => {
                 metrics.frames_sent(count);
-                let write = async {
-                    sink.write_all(&out).await?;
-                    sink.flush().await
-                };
-                let written = timeout(limits.stall_timeout, write).await;
+                let written = timeout(limits.stall_timeout, ws::write_all(&mut sink, &out)).await;
                 match written {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return,
@@ -410,7 +406,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             Next::Close(request) => {
                 if let Some(code) = request.code {
                     let frame = ws::close_frame(code, request.reason);
-                    let _ = timeout(CLOSE_GRACE, ws::write_frames(&mut sink, &[frame])).await;
+                    let _ = timeout(CLOSE_GRACE, ws::write_all(&mut sink, &frame)).await;
                     let _ = timeout(CLOSE_GRACE, sink.shutdown()).await;
                 }
                 return;

@@ -3,10 +3,11 @@
 //! Written here rather than taken from tungstenite (which still provides the
 //! handshake's accept key) because of what a broadcast server does all day:
 //! send the *same* frame to thousands of sockets. A frame is encoded here once,
-//! header included, into shared [`Bytes`]; every watcher's writer hands the same
-//! bytes to the kernel with one vectored write per batch, with no per-client copy
-//! and no per-client write buffer that keeps its high-water mark forever. The
-//! reader keeps no buffer at all while a client is quiet, which is almost always.
+//! header included, into shared [`Bytes`]; a writer copies whatever is waiting
+//! for its client into one short-lived buffer and hands it to the kernel with
+//! one write, so no client keeps a write buffer at its high-water mark forever.
+//! The reader keeps no buffer at all while a client is quiet, which is almost
+//! always: it waits with a per-thread scratch space (see `Reader::read_idle`).
 //! Together this is what keeps an idle joined connection to a few kilobytes and
 //! lets fan-out run at the speed of the socket writes.
 //!
@@ -15,7 +16,7 @@
 //! by the caller; anything else that breaks the RFC ends the connection.
 
 use std::cell::RefCell;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::task::{Poll, ready};
 
@@ -36,8 +37,6 @@ thread_local! {
     /// Where an idle connection's next read lands first (see `Reader::read_idle`).
     static SCRATCH: RefCell<[u8; 4096]> = const { RefCell::new([0; 4096]) };
 }
-/// Most frames handed to the kernel in one vectored write (Linux allows 1024).
-const MAX_SLICES: usize = 256;
 
 /// A complete message from the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,29 +106,10 @@ fn frame(opcode: u8, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// Writes `frames` in order with as few system calls as the kernel allows.
-pub(crate) async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<[u8]>>(
-    io: &mut W,
-    frames: &[F],
-) -> io::Result<()> {
-    let (mut first, mut offset) = (0, 0);
-    while first < frames.len() {
-        let end = frames.len().min(first + MAX_SLICES);
-        let slices: Vec<IoSlice<'_>> = std::iter::once(&frames[first].as_ref()[offset..])
-            .chain(frames[first + 1..end].iter().map(AsRef::as_ref))
-            .map(IoSlice::new)
-            .collect();
-        let mut written = io.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while first < frames.len() && written >= frames[first].as_ref().len() - offset {
-            written -= frames[first].as_ref().len() - offset;
-            first += 1;
-            offset = 0;
-        }
-        offset += written;
-    }
+/// Writes `bytes` (one or more whole frames) and flushes them, so that a TLS
+/// stream sends them now rather than when its buffer fills.
+pub(crate) async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> io::Result<()> {
+    io.write_all(bytes).await?;
     io.flush().await
 }
 
@@ -356,12 +336,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn vectored_writes_send_every_frame_in_order() {
-        let frames = vec![text_frame("a"), text_frame(&"b".repeat(200)), ping_frame()];
+    async fn server_frames_are_unmasked_and_whole() {
         let mut out = Vec::new();
-        write_frames(&mut out, &frames).await.unwrap();
-        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
-        assert_eq!(out, expected);
+        write_all(&mut out, &text_frame(&"b".repeat(200)))
+            .await
+            .unwrap();
+        assert_eq!(&out[..4], &[0x81, 126, 0, 200]);
+        assert_eq!(out.len(), 4 + 200);
+        assert_eq!(&ping_frame()[..2], &[0x89, 0]);
         assert_eq!(
             &close_frame(1013, "slow")[..],
             &[0x88, 6, 0x03, 0xF5, b's', b'l', b'o', b'w']
