@@ -4,9 +4,9 @@
 //! every client: one frame of the same shape and size as d-back's `message`,
 //! encoded once per broadcast and shared through a `tokio::sync::broadcast`
 //! ring, each connection writing whatever is waiting with one flush. No
-//! server-list, no join, no roster, no per-client queue of its own: what it
-//! reaches on this machine is the practical limit for tokio + tungstenite, and
-//! d-back is reported as a fraction of it. Its producer behaves like
+//! server-list, no join, no roster, no per-client queue of its own: it shows
+//! what tokio + tungstenite reach on this machine with no protocol work, and
+//! d-back is reported as a ratio to it. Its producer behaves like
 //! `examples/bench_server.rs` (bursts and a yield, or a fixed rate, once the
 //! client count has held still for half a second).
 
@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-/// Frames a connection may fall behind by before it misses some (as d-back's outbox).
+/// Frames a connection may fall behind by before it misses some (as d-back's chat feed).
 const RING: usize = 256;
 /// Broadcasts between two yields when running flat out (as the d-back producer).
 const BURST: usize = 16;
