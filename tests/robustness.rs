@@ -108,6 +108,88 @@ async fn a_client_that_never_reads_does_not_delay_the_others() {
 }
 
 #[tokio::test]
+async fn a_client_that_falls_behind_misses_chat_but_ends_with_every_latest_status() {
+    let server = start(Server::builder().provider(quiet_world()).outbox_frames(8)).await;
+    let hub = server.hub();
+    let (mut late, _) = Client::joined(server.local_addr(), "dworld").await;
+
+    // The client reads nothing while far more than its socket buffers hold is
+    // broadcast: 1,500 chat lines of 16 KiB, each after a status change (idle
+    // or dnd) for each of two users, and then one last, different status each.
+    let users = ["123456789012345001", "123456789012345002"];
+    let statuses = [Status::Idle, Status::Dnd];
+    let last = [Status::Online, Status::Offline];
+    let rounds = 1500;
+    let line = "z".repeat(16 * 1024);
+    for round in 0..rounds {
+        for (u, uid) in users.iter().enumerate() {
+            hub.broadcast_presence(DWORLD, PresenceUpdate::new(*uid, statuses[(round + u) % 2]));
+        }
+        hub.broadcast_message(
+            DWORLD,
+            ChatMessage {
+                uid: users[0].into(),
+                message: format!("{round} {line}"),
+                channel: "c".into(),
+            },
+        );
+    }
+    for (uid, status) in users.iter().zip(last) {
+        hub.broadcast_presence(DWORLD, PresenceUpdate::new(*uid, status));
+    }
+    hub.broadcast_message(
+        DWORLD,
+        ChatMessage {
+            uid: users[0].into(),
+            message: "end".into(),
+            channel: "c".into(),
+        },
+    );
+
+    // Then it reads: chat lines in order, some missing, and for each user the
+    // status last broadcast.
+    let mut latest = std::collections::HashMap::new();
+    let (mut lines, mut last_round) = (0, None);
+    loop {
+        let frame = late.recv().await;
+        match frame["type"].as_str() {
+            Some("presence") => {
+                let uid = frame["data"]["uid"].as_str().unwrap().to_owned();
+                latest.insert(uid, frame["data"]["status"].clone());
+            }
+            Some("message") => {
+                let text = frame["data"]["message"].as_str().unwrap();
+                if text == "end" {
+                    break;
+                }
+                let round: usize = text.split(' ').next().unwrap().parse().unwrap();
+                assert!(
+                    last_round < Some(round),
+                    "line {round} arrived out of order"
+                );
+                last_round = Some(round);
+                lines += 1;
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert!(lines < rounds, "a client this far behind misses chat lines");
+    assert!(
+        hub.stats().frames_dropped > 0,
+        "the missed lines are counted"
+    );
+    for (uid, status) in users.iter().zip(last) {
+        assert_eq!(
+            latest.get(*uid),
+            Some(&json!(status)),
+            "latest status of {uid}"
+        );
+    }
+    assert_eq!(hub.connections(), 1, "it was not closed");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn silent_clients_are_dropped_and_live_ones_kept() {
     let server = start(
         Server::builder()
