@@ -122,7 +122,7 @@ struct Stats {
 pub struct HubStats {
     /// Broadcasts made, whether or not anyone watched.
     pub broadcasts: u64,
-    /// Frames handed to watchers' outboxes.
+    /// Broadcast frames handed to watchers: queued in their outboxes, or chat lines in their server's feed.
     pub frames_queued: u64,
     /// Chat lines (and superseded presences) not delivered to clients that were behind.
     pub frames_dropped: u64,
