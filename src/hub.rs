@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 
@@ -319,18 +320,12 @@ impl Hub {
                 Pushed::Overflowed => overflowed += 1,
             }
         }
-        let stats = &self.inner.stats;
-        stats.frames_queued.fetch_add(queued, Ordering::Relaxed);
-        stats.frames_dropped.fetch_add(dropped, Ordering::Relaxed);
-        stats
-            .slow_clients_closed
-            .fetch_add(overflowed, Ordering::Relaxed);
-        self.count_broadcast(queued as usize)
+        self.record_broadcast(queued, dropped, overflowed)
     }
 
     /// Appends a chat line to the server's feed and wakes the watchers waiting
     /// for work; counts the watchers the line it pushed out never reached.
-    fn publish_chat(&self, guild: &Guild, line: bytes::Bytes) -> usize {
+    fn publish_chat(&self, guild: &Guild, line: Bytes) -> usize {
         let evicted = guild.feed.publish(line);
         let mut missed = 0u64;
         for outbox in guild.watchers.values() {
@@ -339,13 +334,20 @@ impl Hub {
             }
             outbox.nudge();
         }
-        let reached = guild.watchers.len();
+        self.record_broadcast(guild.watchers.len() as u64, missed, 0)
+    }
+
+    /// Adds one broadcast to the totals: frames handed to watchers, frames
+    /// some watcher will never get, and watchers closed for being too slow.
+    /// Returns how many watchers the broadcast reached.
+    fn record_broadcast(&self, queued: u64, dropped: u64, overflowed: u64) -> usize {
         let stats = &self.inner.stats;
+        stats.frames_queued.fetch_add(queued, Ordering::Relaxed);
+        stats.frames_dropped.fetch_add(dropped, Ordering::Relaxed);
         stats
-            .frames_queued
-            .fetch_add(reached as u64, Ordering::Relaxed);
-        stats.frames_dropped.fetch_add(missed, Ordering::Relaxed);
-        self.count_broadcast(reached)
+            .slow_clients_closed
+            .fetch_add(overflowed, Ordering::Relaxed);
+        self.count_broadcast(queued as usize)
     }
 
     /// Makes `connection` a watcher of `server` and queues its `server-join`.
