@@ -33,4 +33,4 @@ if ! find_chromium >/dev/null; then
   fi
 fi
 
-cargo test --locked "$@"
+cargo test --workspace --locked "$@"

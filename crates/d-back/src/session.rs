@@ -25,10 +25,10 @@ use tracing::{debug, info, warn};
 
 use crate::hub::{Hub, call_provider};
 use crate::metrics::Metrics;
-use crate::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
+use edge::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
 use crate::protocol::{ConnectRequest, ErrorData, Incoming, Outgoing, ServerInfo, errors};
 use crate::server::{Limits, MessageRate};
-use crate::ws::{self, ReadError};
+use edge::ws::{self, ReadError};
 
 /// Close code for a frame over the size limit (RFC 6455 "Message Too Big").
 pub const CLOSE_TOO_BIG: u16 = 1009;

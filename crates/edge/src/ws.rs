@@ -40,7 +40,7 @@ thread_local! {
 
 /// A complete message from the client.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Incoming {
+pub enum Incoming {
     Text(String),
     Binary(Vec<u8>),
     Ping(Bytes),
@@ -51,7 +51,7 @@ pub(crate) enum Incoming {
 
 /// Why reading stopped.
 #[derive(Debug)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// A frame or message over the size limit.
     TooBig,
     /// The client broke the protocol (unmasked frame, bad UTF-8, bad opcode...).
@@ -61,22 +61,22 @@ pub(crate) enum ReadError {
 }
 
 /// Encodes a text frame, header and payload in one buffer to share between sockets.
-pub(crate) fn text_frame(text: &str) -> Bytes {
+pub fn text_frame(text: &str) -> Bytes {
     frame(OP_TEXT, text.as_bytes())
 }
 
 /// A ping with an empty payload.
-pub(crate) fn ping_frame() -> Bytes {
+pub fn ping_frame() -> Bytes {
     frame(OP_PING, &[])
 }
 
 /// The answer to a ping, echoing its payload.
-pub(crate) fn pong_frame(payload: &[u8]) -> Bytes {
+pub fn pong_frame(payload: &[u8]) -> Bytes {
     frame(OP_PONG, payload)
 }
 
 /// A close frame with a code and a short reason.
-pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
+pub fn close_frame(code: u16, reason: &str) -> Bytes {
     let mut payload = Vec::with_capacity(2 + reason.len());
     payload.extend_from_slice(&code.to_be_bytes());
     // Control frames carry at most 125 bytes of payload.
@@ -108,13 +108,13 @@ fn frame(opcode: u8, payload: &[u8]) -> Bytes {
 
 /// Writes `bytes` (one or more whole frames) and flushes them, so that a TLS
 /// stream sends them now rather than when its buffer fills.
-pub(crate) async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> io::Result<()> {
+pub async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> io::Result<()> {
     io.write_all(bytes).await?;
     io.flush().await
 }
 
 /// Reads client frames and puts messages back together.
-pub(crate) struct Reader<R> {
+pub struct Reader<R> {
     io: R,
     /// Bytes read and not yet parsed; released whenever it runs empty.
     buf: BytesMut,

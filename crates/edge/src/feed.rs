@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 /// The last `capacity` chat lines of one server, in wire format.
 #[derive(Debug)]
-pub(crate) struct Feed {
+pub struct Feed {
     ring: RwLock<Ring>,
     /// Position the next line will get; readable without the lock, so a writer
     /// can tell whether anything is new without touching the ring.
@@ -32,7 +32,7 @@ pub(crate) struct Feed {
 
 /// The lines themselves; only reachable through [`Feed::lines`].
 #[derive(Debug, Default)]
-pub(crate) struct Ring {
+pub struct Ring {
     lines: VecDeque<Bytes>,
     /// Position of `lines[0]`.
     first: u64,

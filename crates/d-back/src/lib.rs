@@ -37,24 +37,21 @@
 //! # }
 //! ```
 
-mod feed;
 mod http;
 mod hub;
 mod listener;
 mod metrics;
-mod outbox;
 pub mod protocol;
 pub mod provider;
 mod server;
 mod session;
-mod ws;
 
 pub use async_trait::async_trait;
 pub use http::AccessRules;
 pub use hub::{Hub, HubStats};
 pub use ipnet::IpNet;
 pub use listener::TlsFiles;
-pub use outbox::CLOSE_TOO_SLOW;
+pub use edge::outbox::CLOSE_TOO_SLOW;
 pub use protocol::{
     ChatMessage, DiscordUser, PresenceUpdate, Roster, ServerInfo, ServerList, Snowflake, Status,
     User,
@@ -64,6 +61,6 @@ pub use server::{RunningServer, Server, ServerBuilder, StartError};
 pub use session::{CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG};
 
 /// The README's examples, compiled as doctests so they cannot drift from the API.
-#[doc = include_str!("../README.md")]
+#[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

@@ -36,7 +36,7 @@ pub const CLOSE_TOO_SLOW: u16 = 1013;
 
 /// How a queued frame may be treated under pressure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Urgency {
+pub enum Urgency {
     /// Only the newest frame with the same key matters (a user's presence).
     Collapsible(Arc<str>),
     /// Must arrive (server-list, server-join, errors).
@@ -45,7 +45,7 @@ pub(crate) enum Urgency {
 
 /// One frame waiting for the socket, already in wire format (see [`crate::ws`]).
 #[derive(Debug, Clone)]
-pub(crate) struct Frame {
+pub struct Frame {
     pub urgency: Urgency,
     /// Header and payload, shared by every watcher the frame was broadcast to.
     pub wire: Bytes,
@@ -53,7 +53,7 @@ pub(crate) struct Frame {
 
 /// Why the writer should stop, and what close frame to send (if any).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CloseRequest {
+pub struct CloseRequest {
     /// `None` when the peer already closed and no frame should be sent.
     pub code: Option<u16>,
     pub reason: &'static str,
@@ -61,7 +61,7 @@ pub(crate) struct CloseRequest {
 
 /// What became of a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pushed {
+pub enum Pushed {
     /// Queued as is.
     Queued,
     /// Replaced an older frame for the same user.
@@ -90,7 +90,7 @@ struct State {
 
 /// What the writer gets from [`Outbox::next`].
 #[derive(Debug)]
-pub(crate) enum Next {
+pub enum Next {
     /// This many frames were copied into the buffer, oldest first.
     Frames(usize),
     /// Stop writing; send this close frame first if it has a code.
@@ -99,7 +99,7 @@ pub(crate) enum Next {
 
 /// The bounded outbox of one connection.
 #[derive(Debug)]
-pub(crate) struct Outbox {
+pub struct Outbox {
     state: Mutex<State>,
     ready: Notify,
     capacity: usize,

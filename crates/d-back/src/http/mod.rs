@@ -182,7 +182,7 @@ fn admit_websocket(request: Request, state: AppState, peer: SocketAddr) -> Respo
 /// Answers the opening handshake (RFC 6455 section 4.2) and starts the session.
 ///
 /// Done by hand rather than with axum's `WebSocketUpgrade` because the session
-/// speaks the wire format itself (see [`crate::ws`] for why); tungstenite still
+/// speaks the wire format itself (see [`edge::ws`] for why); tungstenite still
 /// computes the accept key.
 fn accept_websocket(
     mut request: Request,
