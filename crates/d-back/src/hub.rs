@@ -27,13 +27,13 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 
-use edge::feed::Feed;
-use edge::outbox::{Frame, Outbox, Pushed, Urgency};
 use crate::protocol::{
     ChatMessage, ClientIdData, JoinRequestEcho, Outgoing, PresenceUpdate, Roster, ServerInfo,
     ServerJoin, Snowflake, User,
 };
 use crate::provider::{DataProvider, ProviderError};
+use edge::feed::Feed;
+use edge::outbox::{Frame, Outbox, Pushed, Urgency};
 use edge::ws;
 
 /// How long a provider may take to answer before the client is told it failed.
@@ -114,7 +114,13 @@ struct Stats {
     broadcasts: AtomicU64,
     frames_queued: AtomicU64,
     frames_dropped: AtomicU64,
-    slow_clients_closed: AtomicU64,
+    /// Clients closed because their outbox overflowed with frames that could
+    /// neither be dropped, merged nor replaced by a fresh `server-join`.
+    overflowed_clients_closed: AtomicU64,
+    /// Clients closed because they stopped reading altogether.
+    stalled_clients_closed: AtomicU64,
+    /// Clients so far behind that a fresh `server-join` replaced their queue.
+    resynchronised: AtomicU64,
 }
 
 /// Totals since the server started, for dashboards and tests.
@@ -127,8 +133,14 @@ pub struct HubStats {
     pub frames_queued: u64,
     /// Chat lines (and superseded presences) not delivered to clients that were behind.
     pub frames_dropped: u64,
-    /// Connections closed because they could not keep up.
+    /// Connections closed because they could not keep up: they stopped
+    /// reading (`stalled`), or flooded their own queue (`overflowed`).
     pub slow_clients_closed: u64,
+    /// Of those, the ones that stopped reading altogether.
+    pub stalled_clients_closed: u64,
+    /// Watchers so far behind that their queued presences were replaced by a
+    /// fresh `server-join` (they stay connected and end up where everyone is).
+    pub resynchronised: u64,
 }
 
 /// One watched Discord server.
@@ -298,8 +310,19 @@ impl Hub {
             broadcasts: s.broadcasts.load(Ordering::Relaxed),
             frames_queued: s.frames_queued.load(Ordering::Relaxed),
             frames_dropped: s.frames_dropped.load(Ordering::Relaxed),
-            slow_clients_closed: s.slow_clients_closed.load(Ordering::Relaxed),
+            slow_clients_closed: s.overflowed_clients_closed.load(Ordering::Relaxed)
+                + s.stalled_clients_closed.load(Ordering::Relaxed),
+            stalled_clients_closed: s.stalled_clients_closed.load(Ordering::Relaxed),
+            resynchronised: s.resynchronised.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts a client dropped because it stopped reading.
+    pub(crate) fn count_stalled_client(&self) {
+        self.inner
+            .stats
+            .stalled_clients_closed
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn count_broadcast(&self, reached: usize) -> usize {
@@ -345,7 +368,7 @@ impl Hub {
         stats.frames_queued.fetch_add(queued, Ordering::Relaxed);
         stats.frames_dropped.fetch_add(dropped, Ordering::Relaxed);
         stats
-            .slow_clients_closed
+            .overflowed_clients_closed
             .fetch_add(overflowed, Ordering::Relaxed);
         self.count_broadcast(queued as usize)
     }

@@ -16,18 +16,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use edge::rate::{RateGuard, Verdict};
+use edge::{Connection, Control, StopReason};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, interval_at, timeout};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::hub::{Hub, call_provider};
 use crate::metrics::Metrics;
-use edge::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
 use crate::protocol::{ConnectRequest, ErrorData, Incoming, Outgoing, ServerInfo, errors};
-use crate::server::{Limits, MessageRate};
+use crate::server::Limits;
+use edge::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
 use edge::ws::{self, ReadError};
 
 /// Close code for a frame over the size limit (RFC 6455 "Message Too Big").
@@ -41,26 +41,27 @@ const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code for a client that keeps sending far over its rate ("Policy Violation").
 pub const CLOSE_POLICY: u16 = 1008;
 
-/// Frames over the rate in a row, each refused, before the client is closed.
-const ABUSE_STREAK: u32 = 50;
+/// Close code for a connection evicted to make room ("Try Again Later").
+const CLOSE_TRY_LATER: u16 = 1013;
 
 /// How long a close frame may take to leave before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one upgraded WebSocket until either side ends it.
-pub(crate) async fn run<R, W>(
-    (read, write): (R, W),
+pub(crate) async fn run(
+    connection: Connection,
     hub: Hub,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-    peer: SocketAddr,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = hub.open_connection();
-    let id = connection.id;
+) {
+    let Connection {
+        read,
+        write,
+        control,
+    } = connection;
+    let peer = control.client;
+    let guard = hub.open_connection();
+    let id = guard.id;
     info!(%peer, connection = id, "client connected");
     let mut reader = ws::Reader::new(read, limits.max_frame_bytes);
     let outbox = Arc::new(Outbox::new(limits.outbox_frames));
@@ -69,6 +70,7 @@ pub(crate) async fn run<R, W>(
         Arc::clone(&outbox),
         Arc::clone(&limits),
         Arc::clone(&metrics),
+        hub.clone(),
     ));
     let mut session = Session {
         hub,
@@ -78,33 +80,39 @@ pub(crate) async fn run<R, W>(
         outbox: Arc::clone(&outbox),
         watching: None,
         rate: limits.message_rate.map(RateGuard::new),
+        control: &control,
     };
     // Boxed, like frame handling below: provider calls make large futures, and
     // keeping their space inline would cost every idle connection that much.
     Box::pin(session.send_server_list()).await;
 
     let mut writer_finished = false;
-    let close = tokio::select! {
-        _ = shutdown.cancelled() => Some(CLOSE_GOING_AWAY),
+    let close: Option<(u16, &'static str)> = tokio::select! {
+        stop = control.stopped() => Some(match stop {
+            StopReason::Shutdown => (CLOSE_GOING_AWAY, "server is shutting down"),
+            StopReason::Evicted => (CLOSE_TRY_LATER, "server is full; try again later"),
+            StopReason::JoinDeadline => {
+                info!(%peer, "client joined no server in time; closing with 1008");
+                (CLOSE_POLICY, "no connect request in time")
+            }
+        }),
         // The writer ended by itself (the socket failed or stalled); a
         // JoinHandle must not be awaited twice, so it is marked finished.
         _ = &mut writer => {
             writer_finished = true;
             None
         }
-        code = session.read_until_end(&mut reader, &limits) => code,
-    };
-    let reason = match close {
-        Some(CLOSE_GOING_AWAY) => "server is shutting down",
-        Some(CLOSE_TOO_BIG) => "frame too big",
-        Some(CLOSE_POLICY) => "sending too fast",
-        Some(CLOSE_PROTOCOL) => "WebSocket protocol error",
-        _ => "",
+        code = session.read_until_end(&mut reader, &limits) => code.map(|code| (code, match code {
+            CLOSE_TOO_BIG => "frame too big",
+            CLOSE_POLICY => "sending too fast",
+            CLOSE_PROTOCOL => "WebSocket protocol error",
+            _ => "",
+        })),
     };
     session.stop_watching();
     outbox.close(CloseRequest {
-        code: close,
-        reason,
+        code: close.map(|(code, _)| code),
+        reason: close.map_or("", |(_, reason)| reason),
     });
     let writer_task = writer.abort_handle();
     if !writer_finished && timeout(CLOSE_GRACE * 2, writer).await.is_err() {
@@ -114,11 +122,11 @@ pub(crate) async fn run<R, W>(
         );
         writer_task.abort();
     }
-    info!(%peer, connection = id, close_code = close, "client disconnected");
+    info!(%peer, connection = id, close_code = close.map(|(code, _)| code), "client disconnected");
 }
 
 /// The reader's state for one connection.
-struct Session {
+struct Session<'c> {
     hub: Hub,
     /// Counters for operators.
     metrics: Arc<Metrics>,
@@ -132,52 +140,11 @@ struct Session {
     watching: Option<String>,
     /// The client's frame allowance, when limited.
     rate: Option<RateGuard>,
+    /// Where the connection tells the edge it has earned its place.
+    control: &'c Control,
 }
 
-/// A client's frame allowance and how far over it the client is.
-struct RateGuard {
-    limiter: DefaultDirectRateLimiter,
-    /// Frames refused in a row; reset by any frame within the rate.
-    streak: u32,
-}
-
-/// What to do with one frame under the rate limit.
-enum RateVerdict {
-    Handle,
-    /// Refuse it; tell the client on the first of a streak.
-    Refuse {
-        tell: bool,
-    },
-    /// Close the connection with 1008.
-    Close,
-}
-
-impl RateGuard {
-    fn new(rate: MessageRate) -> Self {
-        let quota = Quota::per_second(rate.per_second).allow_burst(rate.burst);
-        Self {
-            limiter: RateLimiter::direct(quota),
-            streak: 0,
-        }
-    }
-
-    fn check(&mut self) -> RateVerdict {
-        if self.limiter.check().is_ok() {
-            self.streak = 0;
-            return RateVerdict::Handle;
-        }
-        self.streak += 1;
-        if self.streak >= ABUSE_STREAK {
-            RateVerdict::Close
-        } else {
-            RateVerdict::Refuse {
-                tell: self.streak == 1,
-            }
-        }
-    }
-}
-
-impl Session {
+impl Session<'_> {
     /// Reads frames until the client leaves; returns the close code to send, if any.
     async fn read_until_end<R: AsyncRead + Unpin>(
         &mut self,
@@ -212,19 +179,15 @@ impl Session {
             };
             if matches!(message, ws::Incoming::Text(_) | ws::Incoming::Binary(_)) {
                 self.metrics.frame_received();
-                match self
-                    .rate
-                    .as_mut()
-                    .map_or(RateVerdict::Handle, RateGuard::check)
-                {
-                    RateVerdict::Handle => {}
-                    RateVerdict::Refuse { tell } => {
+                match self.rate.as_mut().map_or(Verdict::Handle, RateGuard::check) {
+                    Verdict::Handle => {}
+                    Verdict::Refuse { tell } => {
                         if tell {
                             self.send_error(errors::RATE_LIMITED);
                         }
                         continue;
                     }
-                    RateVerdict::Close => {
+                    Verdict::Close => {
                         info!(peer = %self.peer, "client kept sending over its rate; closing with 1008");
                         return Some(CLOSE_POLICY);
                     }
@@ -302,6 +265,7 @@ impl Session {
         {
             Ok(()) => {
                 info!(peer = %self.peer, server = %info.id, "client joined");
+                self.control.earned();
                 self.metrics.joined(&info.id);
                 self.watching = Some(snowflake.clone());
             }
@@ -372,6 +336,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     outbox: Arc<Outbox>,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
+    hub: Hub,
 ) {
     let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     loop {
@@ -381,26 +346,19 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let next = tokio::select! {
             next = outbox.next(&mut out) => next,
             _ = ping.tick() => {
-                match timeout(limits.stall_timeout, ws::write_all(&mut sink, &ws::ping_frame())).await {
-                    Ok(Ok(())) => continue,
-                    _ => return,
+                let written = timeout(limits.stall_timeout, ws::write_all(&mut sink, &ws::ping_frame())).await;
+                if write_ended(written, &limits, &hub) {
+                    return;
                 }
+                continue;
             }
         };
         match next {
             Next::Frames(count) => {
                 metrics.frames_sent(count);
                 let written = timeout(limits.stall_timeout, ws::write_all(&mut sink, &out)).await;
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        info!(
-                            "client stopped reading for {:?}; dropping it",
-                            limits.stall_timeout
-                        );
-                        return;
-                    }
+                if write_ended(written, &limits, &hub) {
+                    return;
                 }
             }
             Next::Close(request) => {
@@ -411,6 +369,27 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
                 return;
             }
+        }
+    }
+}
+
+/// Whether a write ended the connection; a client that stopped reading (the
+/// write stayed blocked, here or in the edge's stream) is logged and counted.
+fn write_ended(
+    written: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
+    limits: &Limits,
+    hub: &Hub,
+) -> bool {
+    match written {
+        Ok(Ok(())) => false,
+        Ok(Err(error)) if error.kind() != std::io::ErrorKind::TimedOut => true,
+        _ => {
+            info!(
+                "client stopped reading for {:?}; dropping it",
+                limits.stall_timeout
+            );
+            hub.count_stalled_client();
+            true
         }
     }
 }
