@@ -151,8 +151,10 @@ struct Guild {
     client_id: Option<String>,
     /// Recent chat lines, shared by all watchers.
     feed: Arc<Feed>,
-    /// Outboxes of the connections watching, by connection id.
-    watchers: HashMap<u64, Arc<Outbox>>,
+    /// The server's name as the last joiner was told it (for resynchronising).
+    name: String,
+    /// The connections watching, by connection id.
+    watchers: HashMap<u64, Watcher>,
     /// The provider's activity for this server, stopped with the last watcher.
     activity: Option<AbortHandle>,
 }
@@ -163,6 +165,14 @@ impl Drop for Guild {
             activity.abort();
         }
     }
+}
+
+/// One connection watching a server.
+struct Watcher {
+    outbox: Arc<Outbox>,
+    /// The server id the client asked for (`"default"`, say), echoed in a
+    /// `server-join` that resynchronises it.
+    requested: Box<str>,
 }
 
 /// Counts a connection while it lives.
@@ -330,18 +340,35 @@ impl Hub {
         reached
     }
 
+    /// Queues `frame` for every watcher of `guild`. A watcher so far behind
+    /// that its outbox is full gets a fresh `server-join` instead of its queued
+    /// presences, built from the roster that already includes this change.
     fn fan_out(&self, guild: &Guild, frame: Frame) -> usize {
-        let (mut queued, mut dropped, mut overflowed) = (0u64, 0u64, 0u64);
-        for outbox in guild.watchers.values() {
-            match outbox.push(frame.clone()) {
+        let (mut queued, mut dropped, mut overflowed, mut resynchronised) = (0u64, 0, 0, 0);
+        for watcher in guild.watchers.values() {
+            let snapshot = || join_frame(guild, &watcher.requested);
+            match watcher
+                .outbox
+                .push_or_resynchronise(frame.clone(), snapshot)
+            {
                 Pushed::Queued => queued += 1,
                 Pushed::Collapsed => {
                     queued += 1;
                     dropped += 1;
                 }
+                Pushed::Resynchronised => {
+                    queued += 1;
+                    resynchronised += 1;
+                }
                 Pushed::Dropped => dropped += 1,
                 Pushed::Overflowed => overflowed += 1,
             }
+        }
+        if resynchronised > 0 {
+            self.inner
+                .stats
+                .resynchronised
+                .fetch_add(resynchronised, Ordering::Relaxed);
         }
         self.record_broadcast(queued, dropped, overflowed)
     }
@@ -351,7 +378,7 @@ impl Hub {
     fn publish_chat(&self, guild: &Guild, line: Bytes) -> usize {
         let evicted = guild.feed.publish(line);
         let mut missed = 0u64;
-        for outbox in guild.watchers.values() {
+        for Watcher { outbox, .. } in guild.watchers.values() {
             if evicted.is_some_and(|position| outbox.missed(position)) {
                 missed += 1;
             }
@@ -390,21 +417,16 @@ impl Hub {
         let guild = guilds
             .get_mut(server)
             .expect("load returns with the server in the map");
-        let text = Outgoing::ServerJoin {
-            data: ServerJoin {
-                users: &guild.roster,
-                request: JoinRequestEcho { server: requested },
-                server_name: &info.name,
-                client_id: guild.client_id.as_deref(),
-            },
-        }
-        .encode();
-        outbox.push(Frame {
-            urgency: Urgency::Essential,
-            wire: ws::text_frame(&text),
-        });
+        guild.name.clone_from(&info.name);
+        outbox.push(join_frame(guild, requested));
         outbox.follow(Arc::clone(&guild.feed));
-        guild.watchers.insert(connection, Arc::clone(outbox));
+        guild.watchers.insert(
+            connection,
+            Watcher {
+                outbox: Arc::clone(outbox),
+                requested: requested.into(),
+            },
+        );
         if guild.activity.is_none()
             && let Some(work) = self.provider().activity(server, self.clone())
         {
@@ -457,6 +479,7 @@ impl Hub {
                     roster,
                     client_id,
                     feed: Arc::new(Feed::new(self.inner.chat_backlog)),
+                    name: String::new(),
                     watchers: HashMap::new(),
                     activity: None,
                 },
@@ -497,8 +520,8 @@ impl Hub {
     pub(crate) fn leave(&self, connection: u64, server: &str) {
         let mut guilds = self.guilds();
         if let Some(guild) = guilds.get_mut(server) {
-            if let Some(outbox) = guild.watchers.remove(&connection) {
-                outbox.unfollow();
+            if let Some(watcher) = guild.watchers.remove(&connection) {
+                watcher.outbox.unfollow();
             }
             if guild.watchers.is_empty() {
                 guilds.remove(server);
@@ -510,6 +533,46 @@ impl Hub {
     pub(crate) fn clear(&self) {
         self.guilds().clear();
     }
+}
+
+/// The `server-join` that shows `guild` as it is now to a client that asked for
+/// `requested`; a snapshot, so it can replace a slow client's queued presences.
+fn join_frame(guild: &Guild, requested: &str) -> Frame {
+    let text = Outgoing::ServerJoin {
+        data: ServerJoin {
+            users: &guild.roster,
+            request: JoinRequestEcho { server: requested },
+            server_name: &guild.name,
+            client_id: guild.client_id.as_deref(),
+        },
+    }
+    .encode();
+    Frame {
+        urgency: Urgency::Snapshot,
+        wire: ws::text_frame(&text),
+    }
+}
+
+/// Merges two queued presence frames for one user (see
+/// [`PresenceUpdate::merged_with`]) when a slow client's outbox collapses
+/// them; other frames (client ids) are simply replaced.
+pub(crate) fn merge_presence_frames(older: &Bytes, newer: &Bytes) -> Option<Bytes> {
+    #[derive(serde::Deserialize)]
+    struct PresenceFrame {
+        server: String,
+        data: PresenceUpdate,
+    }
+    let decode = |wire: &Bytes| {
+        let payload = ws::server_frame_payload(wire)?;
+        serde_json::from_slice::<PresenceFrame>(payload).ok()
+    };
+    let (older, newer) = (decode(older)?, decode(newer)?);
+    let text = Outgoing::Presence {
+        server: &newer.server,
+        data: &older.data.merged_with(newer.data),
+    }
+    .encode();
+    Some(ws::text_frame(&text))
 }
 
 /// Records a presence change in a roster, as the client would apply it.

@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, interval_at, timeout};
 use tracing::{debug, info, warn};
 
-use crate::hub::{Hub, call_provider};
+use crate::hub::{Hub, call_provider, merge_presence_frames};
 use crate::metrics::Metrics;
 use crate::protocol::{ConnectRequest, ErrorData, Incoming, Outgoing, ServerInfo, errors};
 use crate::server::Limits;
@@ -64,7 +64,7 @@ pub(crate) async fn run(
     let id = guard.id;
     info!(%peer, connection = id, "client connected");
     let mut reader = ws::Reader::new(read, limits.max_frame_bytes);
-    let outbox = Arc::new(Outbox::new(limits.outbox_frames));
+    let outbox = Arc::new(Outbox::new(limits.outbox_frames).with_merge(merge_presence_frames));
     let mut writer = tokio::spawn(write_loop(
         write,
         Arc::clone(&outbox),

@@ -102,6 +102,8 @@ struct Stop {
     /// Held for the connection's life: its place in the WebSocket counts.
     _ticket: Ticket,
     join_by: Instant,
+    /// Where a missed join deadline is counted.
+    metrics: EdgeMetrics,
 }
 
 impl Control {
@@ -119,7 +121,10 @@ impl Control {
         tokio::select! {
             _ = stop.shutdown.cancelled() => StopReason::Shutdown,
             _ = stop.place.evicted() => StopReason::Evicted,
-            _ = deadline => StopReason::JoinDeadline,
+            _ = deadline => {
+                stop.metrics.deadline("websocket_join");
+                StopReason::JoinDeadline
+            }
         }
     }
 
@@ -222,6 +227,7 @@ impl WebSockets {
             place: peer.place,
             _ticket: ticket,
             join_by: Instant::now() + self.join_deadline,
+            metrics: self.metrics.clone(),
         };
         let headers = std::mem::take(request.headers_mut());
         let metrics = self.metrics.clone();
