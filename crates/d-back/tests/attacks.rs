@@ -14,7 +14,6 @@ use common::binary::{signal, spawn, wait_exit};
 use common::*;
 use d_back::{ChatMessage, Deadlines, MockWorld, PresenceUpdate, Server, Status};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
