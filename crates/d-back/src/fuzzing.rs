@@ -25,6 +25,24 @@ pub async fn static_path_stays_inside(root: &Path, url_path: &str) -> bool {
     crate::http::static_path_stays_inside(root, url_path).await
 }
 
+/// What the static-file server answers for `url_path` when serving `root`:
+/// the status and the body.
+pub async fn static_response(root: &Path, url_path: &str) -> (StatusCode, Vec<u8>) {
+    let Ok(site) = crate::http::StaticSite::directory(root) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, Vec::new());
+    };
+    let Ok(request) = Request::builder().uri(url_path).body(Body::empty()) else {
+        return (StatusCode::BAD_REQUEST, Vec::new());
+    };
+    let response = site.respond(request).await;
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// Parses a data file's text as TOML (`toml == true`) or JSON; `Ok` with the
 /// number of servers, or the error a person would see.
 pub fn parse_data_file(text: &str, toml: bool) -> Result<usize, String> {
