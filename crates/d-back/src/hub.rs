@@ -27,13 +27,13 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 
-use edge::feed::Feed;
-use edge::outbox::{Frame, Outbox, Pushed, Urgency};
 use crate::protocol::{
     ChatMessage, ClientIdData, JoinRequestEcho, Outgoing, PresenceUpdate, Roster, ServerInfo,
     ServerJoin, Snowflake, User,
 };
 use crate::provider::{DataProvider, ProviderError};
+use edge::feed::Feed;
+use edge::outbox::{Frame, Outbox, Pushed, Urgency};
 use edge::ws;
 
 /// How long a provider may take to answer before the client is told it failed.

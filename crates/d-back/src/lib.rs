@@ -47,11 +47,11 @@ mod server;
 mod session;
 
 pub use async_trait::async_trait;
+pub use edge::outbox::CLOSE_TOO_SLOW;
 pub use http::AccessRules;
 pub use hub::{Hub, HubStats};
 pub use ipnet::IpNet;
 pub use listener::TlsFiles;
-pub use edge::outbox::CLOSE_TOO_SLOW;
 pub use protocol::{
     ChatMessage, DiscordUser, PresenceUpdate, Roster, ServerInfo, ServerList, Snowflake, Status,
     User,

@@ -23,6 +23,7 @@ use crate::hub::Hub;
 use crate::listener::{Listener, PeerAddr, TlsFiles, load_tls};
 use crate::metrics::Metrics;
 use crate::provider::{DataProvider, MockWorld, Store};
+use edge::rate::MessageRate;
 
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -42,15 +43,6 @@ pub(crate) struct Limits {
     pub message_rate: Option<MessageRate>,
 }
 
-/// A client's allowance of frames: a steady rate and a burst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MessageRate {
-    /// Frames per second, sustained.
-    pub per_second: std::num::NonZeroU32,
-    /// Frames that may come at once.
-    pub burst: std::num::NonZeroU32,
-}
-
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -60,15 +52,6 @@ impl Default for Limits {
             stall_timeout: Duration::from_secs(10),
             message_rate: MessageRate::new(10, 20),
         }
-    }
-}
-
-impl MessageRate {
-    /// `None` when `per_second` is 0 (no limit); a zero burst means one frame.
-    pub fn new(per_second: u32, burst: u32) -> Option<Self> {
-        let per_second = std::num::NonZeroU32::new(per_second)?;
-        let burst = std::num::NonZeroU32::new(burst).unwrap_or(std::num::NonZeroU32::MIN);
-        Some(Self { per_second, burst })
     }
 }
 

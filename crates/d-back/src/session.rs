@@ -16,18 +16,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, interval_at, timeout};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::hub::{Hub, call_provider};
 use crate::metrics::Metrics;
-use edge::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
 use crate::protocol::{ConnectRequest, ErrorData, Incoming, Outgoing, ServerInfo, errors};
-use crate::server::{Limits, MessageRate};
+use crate::server::Limits;
+use edge::outbox::{CloseRequest, Frame, Outbox, Urgency};
+use edge::rate::{RateGuard, RateVerdict};
+use edge::writer::{CLOSE_GRACE, WriterSettings};
 use edge::ws::{self, ReadError};
 
 /// Close code for a frame over the size limit (RFC 6455 "Message Too Big").
@@ -40,12 +41,6 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code for a client that keeps sending far over its rate ("Policy Violation").
 pub const CLOSE_POLICY: u16 = 1008;
-
-/// Frames over the rate in a row, each refused, before the client is closed.
-const ABUSE_STREAK: u32 = 50;
-
-/// How long a close frame may take to leave before the socket is simply dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one upgraded WebSocket until either side ends it.
 pub(crate) async fn run<R, W>(
@@ -64,11 +59,19 @@ pub(crate) async fn run<R, W>(
     info!(%peer, connection = id, "client connected");
     let mut reader = ws::Reader::new(read, limits.max_frame_bytes);
     let outbox = Arc::new(Outbox::new(limits.outbox_frames));
-    let mut writer = tokio::spawn(write_loop(
+    let settings = WriterSettings {
+        ping_interval: limits.ping_interval,
+        stall_timeout: limits.stall_timeout,
+    };
+    let sent = {
+        let metrics = Arc::clone(&metrics);
+        move |count| metrics.frames_sent(count)
+    };
+    let mut writer = tokio::spawn(edge::writer::run(
         write,
         Arc::clone(&outbox),
-        Arc::clone(&limits),
-        Arc::clone(&metrics),
+        settings,
+        sent,
     ));
     let mut session = Session {
         hub,
@@ -104,7 +107,7 @@ pub(crate) async fn run<R, W>(
     session.stop_watching();
     outbox.close(CloseRequest {
         code: close,
-        reason,
+        reason: reason.into(),
     });
     let writer_task = writer.abort_handle();
     if !writer_finished && timeout(CLOSE_GRACE * 2, writer).await.is_err() {
@@ -132,49 +135,6 @@ struct Session {
     watching: Option<String>,
     /// The client's frame allowance, when limited.
     rate: Option<RateGuard>,
-}
-
-/// A client's frame allowance and how far over it the client is.
-struct RateGuard {
-    limiter: DefaultDirectRateLimiter,
-    /// Frames refused in a row; reset by any frame within the rate.
-    streak: u32,
-}
-
-/// What to do with one frame under the rate limit.
-enum RateVerdict {
-    Handle,
-    /// Refuse it; tell the client on the first of a streak.
-    Refuse {
-        tell: bool,
-    },
-    /// Close the connection with 1008.
-    Close,
-}
-
-impl RateGuard {
-    fn new(rate: MessageRate) -> Self {
-        let quota = Quota::per_second(rate.per_second).allow_burst(rate.burst);
-        Self {
-            limiter: RateLimiter::direct(quota),
-            streak: 0,
-        }
-    }
-
-    fn check(&mut self) -> RateVerdict {
-        if self.limiter.check().is_ok() {
-            self.streak = 0;
-            return RateVerdict::Handle;
-        }
-        self.streak += 1;
-        if self.streak >= ABUSE_STREAK {
-            RateVerdict::Close
-        } else {
-            RateVerdict::Refuse {
-                tell: self.streak == 1,
-            }
-        }
-    }
 }
 
 impl Session {
@@ -363,54 +323,5 @@ impl Session {
             urgency,
             wire: ws::text_frame(&text),
         });
-    }
-}
-
-/// Writes the outbox to the socket in batches, and pings, until told to stop.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut sink: W,
-    outbox: Arc<Outbox>,
-    limits: Arc<Limits>,
-    metrics: Arc<Metrics>,
-) {
-    let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
-    loop {
-        // A fresh buffer per batch: an idle connection then holds none, and one
-        // allocation is small beside the system call that follows.
-        let mut out = Vec::new();
-        let next = tokio::select! {
-            next = outbox.next(&mut out) => next,
-            _ = ping.tick() => {
-                match timeout(limits.stall_timeout, ws::write_all(&mut sink, &ws::ping_frame())).await {
-                    Ok(Ok(())) => continue,
-                    _ => return,
-                }
-            }
-        };
-        match next {
-            Next::Frames(count) => {
-                metrics.frames_sent(count);
-                let written = timeout(limits.stall_timeout, ws::write_all(&mut sink, &out)).await;
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        info!(
-                            "client stopped reading for {:?}; dropping it",
-                            limits.stall_timeout
-                        );
-                        return;
-                    }
-                }
-            }
-            Next::Close(request) => {
-                if let Some(code) = request.code {
-                    let frame = ws::close_frame(code, request.reason);
-                    let _ = timeout(CLOSE_GRACE, ws::write_all(&mut sink, &frame)).await;
-                    let _ = timeout(CLOSE_GRACE, sink.shutdown()).await;
-                }
-                return;
-            }
-        }
     }
 }

@@ -10,10 +10,15 @@
 //! - [`outbox`]: each connection's bounded queue between a broadcaster and the
 //!   socket, which degrades (drop, collapse, resynchronise) instead of growing;
 //! - [`feed`]: a shared ring of broadcast frames that every watcher's writer
-//!   copies from, for the frames a lagging client may miss.
+//!   copies from, for the frames a lagging client may miss;
+//! - [`writer`]: the task that drains an outbox to its socket, pings, and
+//!   drops a client that stops reading;
+//! - [`rate`]: how many frames a client may send, and when to give up on it.
 //!
 //! A protocol crate depends on this one, never the other way round.
 
 pub mod feed;
 pub mod outbox;
+pub mod rate;
+pub mod writer;
 pub mod ws;
