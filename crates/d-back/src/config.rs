@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use clap_complete::Shell;
-use d_back::{AccessRules, IpNet, MockWorld, Server, ServerBuilder};
+use d_back::{AccessRules, Deadlines, IpNet, MockWorld, Server, ServerBuilder};
 
 /// The backend of d-zone: a WebSocket + HTTP server that shows the members of
 /// Discord servers as actors in the d-zone client.
@@ -146,9 +146,55 @@ pub struct Cli {
     #[arg(long, env = "D_BACK_MAX_CONNECTIONS", value_name = "COUNT")]
     pub max_connections: Option<usize>,
 
-    /// Most WebSocket connections from one client address; further ones get HTTP 429.
+    /// Most connections of any kind (HTTP, TLS, WebSocket) from one client address;
+    /// further ones get HTTP 429 (default: a quarter of the open-files limit).
     #[arg(long, env = "D_BACK_MAX_CONNECTIONS_PER_IP", value_name = "COUNT")]
     pub max_connections_per_ip: Option<usize>,
+
+    /// Most TLS handshakes in flight from one client address; further connections are closed.
+    #[arg(
+        long,
+        env = "D_BACK_MAX_TLS_HANDSHAKES_PER_IP",
+        default_value_t = 16,
+        value_name = "COUNT"
+    )]
+    pub max_tls_handshakes_per_ip: usize,
+
+    /// Seconds a client has to finish its TLS handshake.
+    #[arg(
+        long,
+        env = "D_BACK_TLS_HANDSHAKE_TIMEOUT",
+        default_value_t = 5.0,
+        value_name = "SECONDS"
+    )]
+    pub tls_handshake_timeout: f64,
+
+    /// Seconds a client has to send a request's head; also how long an idle keep-alive connection is kept.
+    #[arg(
+        long,
+        env = "D_BACK_HEADER_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECONDS"
+    )]
+    pub header_timeout: f64,
+
+    /// Seconds a whole HTTP request may take, body included.
+    #[arg(
+        long,
+        env = "D_BACK_REQUEST_TIMEOUT",
+        default_value_t = 30.0,
+        value_name = "SECONDS"
+    )]
+    pub request_timeout: f64,
+
+    /// Seconds a WebSocket has to join a Discord server (send `connect`) before it is closed with 1008.
+    #[arg(
+        long,
+        env = "D_BACK_JOIN_TIMEOUT",
+        default_value_t = 20.0,
+        value_name = "SECONDS"
+    )]
+    pub join_timeout: f64,
 
     /// Frames per second one client may send (0: no limit). Excess frames get an
     /// error frame; a client that keeps on is closed with 1008.
@@ -245,13 +291,22 @@ impl Cli {
         let access = AccessRules {
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
+            max_tls_handshakes_per_ip: Some(self.max_tls_handshakes_per_ip),
             allowed_origins: self.allowed_origins.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             real_ip_header: Some(real_ip_header),
         };
+        let deadlines = Deadlines {
+            tls_handshake: positive("--tls-handshake-timeout", self.tls_handshake_timeout)?,
+            request_head: positive("--header-timeout", self.header_timeout)?,
+            request: positive("--request-timeout", self.request_timeout)?,
+            websocket_join: positive("--join-timeout", self.join_timeout)?,
+            ..Deadlines::default()
+        };
         Ok(builder
             .message_rate(self.message_rate, self.message_burst)
-            .access(access))
+            .access(access)
+            .deadlines(deadlines))
     }
 }
 
@@ -260,6 +315,16 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("'{text}' is neither an IP address nor a network like 10.0.0.0/8"))
+}
+
+/// A deadline: a number of seconds above 0 (a deadline of 0 would drop every client).
+fn positive(flag: &str, value: f64) -> Result<Duration, String> {
+    match seconds(flag, value)? {
+        duration if duration.is_zero() => Err(format!(
+            "{flag} must be more than 0 seconds; a deadline of 0 would drop every client"
+        )),
+        duration => Ok(duration),
+    }
 }
 
 pub(crate) fn seconds(flag: &str, value: f64) -> Result<Duration, String> {

@@ -114,7 +114,13 @@ struct Stats {
     broadcasts: AtomicU64,
     frames_queued: AtomicU64,
     frames_dropped: AtomicU64,
-    slow_clients_closed: AtomicU64,
+    /// Clients closed because their outbox overflowed with frames that could
+    /// neither be dropped, merged nor replaced by a fresh `server-join`.
+    overflowed_clients_closed: AtomicU64,
+    /// Clients closed because they stopped reading altogether.
+    stalled_clients_closed: AtomicU64,
+    /// Clients so far behind that a fresh `server-join` replaced their queue.
+    resynchronised: AtomicU64,
 }
 
 /// Totals since the server started, for dashboards and tests.
@@ -127,8 +133,14 @@ pub struct HubStats {
     pub frames_queued: u64,
     /// Chat lines (and superseded presences) not delivered to clients that were behind.
     pub frames_dropped: u64,
-    /// Connections closed because they could not keep up.
+    /// Connections closed because they could not keep up: they stopped
+    /// reading (`stalled`), or flooded their own queue (`overflowed`).
     pub slow_clients_closed: u64,
+    /// Of those, the ones that stopped reading altogether.
+    pub stalled_clients_closed: u64,
+    /// Watchers so far behind that their queued presences were replaced by a
+    /// fresh `server-join` (they stay connected and end up where everyone is).
+    pub resynchronised: u64,
 }
 
 /// One watched Discord server.
@@ -139,8 +151,10 @@ struct Guild {
     client_id: Option<String>,
     /// Recent chat lines, shared by all watchers.
     feed: Arc<Feed>,
-    /// Outboxes of the connections watching, by connection id.
-    watchers: HashMap<u64, Arc<Outbox>>,
+    /// The server's name as the last joiner was told it (for resynchronising).
+    name: String,
+    /// The connections watching, by connection id.
+    watchers: HashMap<u64, Watcher>,
     /// The provider's activity for this server, stopped with the last watcher.
     activity: Option<AbortHandle>,
 }
@@ -151,6 +165,14 @@ impl Drop for Guild {
             activity.abort();
         }
     }
+}
+
+/// One connection watching a server.
+struct Watcher {
+    outbox: Arc<Outbox>,
+    /// The server id the client asked for (`"default"`, say), echoed in a
+    /// `server-join` that resynchronises it.
+    requested: Box<str>,
 }
 
 /// Counts a connection while it lives.
@@ -298,8 +320,19 @@ impl Hub {
             broadcasts: s.broadcasts.load(Ordering::Relaxed),
             frames_queued: s.frames_queued.load(Ordering::Relaxed),
             frames_dropped: s.frames_dropped.load(Ordering::Relaxed),
-            slow_clients_closed: s.slow_clients_closed.load(Ordering::Relaxed),
+            slow_clients_closed: s.overflowed_clients_closed.load(Ordering::Relaxed)
+                + s.stalled_clients_closed.load(Ordering::Relaxed),
+            stalled_clients_closed: s.stalled_clients_closed.load(Ordering::Relaxed),
+            resynchronised: s.resynchronised.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts a client dropped because it stopped reading.
+    pub(crate) fn count_stalled_client(&self) {
+        self.inner
+            .stats
+            .stalled_clients_closed
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn count_broadcast(&self, reached: usize) -> usize {
@@ -307,18 +340,35 @@ impl Hub {
         reached
     }
 
+    /// Queues `frame` for every watcher of `guild`. A watcher so far behind
+    /// that its outbox is full gets a fresh `server-join` instead of its queued
+    /// presences, built from the roster that already includes this change.
     fn fan_out(&self, guild: &Guild, frame: Frame) -> usize {
-        let (mut queued, mut dropped, mut overflowed) = (0u64, 0u64, 0u64);
-        for outbox in guild.watchers.values() {
-            match outbox.push(frame.clone()) {
+        let (mut queued, mut dropped, mut overflowed, mut resynchronised) = (0u64, 0, 0, 0);
+        for watcher in guild.watchers.values() {
+            let snapshot = || join_frame(guild, &watcher.requested);
+            match watcher
+                .outbox
+                .push_or_resynchronise(frame.clone(), snapshot)
+            {
                 Pushed::Queued => queued += 1,
                 Pushed::Collapsed => {
                     queued += 1;
                     dropped += 1;
                 }
+                Pushed::Resynchronised => {
+                    queued += 1;
+                    resynchronised += 1;
+                }
                 Pushed::Dropped => dropped += 1,
                 Pushed::Overflowed => overflowed += 1,
             }
+        }
+        if resynchronised > 0 {
+            self.inner
+                .stats
+                .resynchronised
+                .fetch_add(resynchronised, Ordering::Relaxed);
         }
         self.record_broadcast(queued, dropped, overflowed)
     }
@@ -328,7 +378,7 @@ impl Hub {
     fn publish_chat(&self, guild: &Guild, line: Bytes) -> usize {
         let evicted = guild.feed.publish(line);
         let mut missed = 0u64;
-        for outbox in guild.watchers.values() {
+        for Watcher { outbox, .. } in guild.watchers.values() {
             if evicted.is_some_and(|position| outbox.missed(position)) {
                 missed += 1;
             }
@@ -345,7 +395,7 @@ impl Hub {
         stats.frames_queued.fetch_add(queued, Ordering::Relaxed);
         stats.frames_dropped.fetch_add(dropped, Ordering::Relaxed);
         stats
-            .slow_clients_closed
+            .overflowed_clients_closed
             .fetch_add(overflowed, Ordering::Relaxed);
         self.count_broadcast(queued as usize)
     }
@@ -367,21 +417,16 @@ impl Hub {
         let guild = guilds
             .get_mut(server)
             .expect("load returns with the server in the map");
-        let text = Outgoing::ServerJoin {
-            data: ServerJoin {
-                users: &guild.roster,
-                request: JoinRequestEcho { server: requested },
-                server_name: &info.name,
-                client_id: guild.client_id.as_deref(),
-            },
-        }
-        .encode();
-        outbox.push(Frame {
-            urgency: Urgency::Essential,
-            wire: ws::text_frame(&text),
-        });
+        guild.name.clone_from(&info.name);
+        outbox.push(join_frame(guild, requested));
         outbox.follow(Arc::clone(&guild.feed));
-        guild.watchers.insert(connection, Arc::clone(outbox));
+        guild.watchers.insert(
+            connection,
+            Watcher {
+                outbox: Arc::clone(outbox),
+                requested: requested.into(),
+            },
+        );
         if guild.activity.is_none()
             && let Some(work) = self.provider().activity(server, self.clone())
         {
@@ -434,6 +479,7 @@ impl Hub {
                     roster,
                     client_id,
                     feed: Arc::new(Feed::new(self.inner.chat_backlog)),
+                    name: String::new(),
                     watchers: HashMap::new(),
                     activity: None,
                 },
@@ -474,8 +520,8 @@ impl Hub {
     pub(crate) fn leave(&self, connection: u64, server: &str) {
         let mut guilds = self.guilds();
         if let Some(guild) = guilds.get_mut(server) {
-            if let Some(outbox) = guild.watchers.remove(&connection) {
-                outbox.unfollow();
+            if let Some(watcher) = guild.watchers.remove(&connection) {
+                watcher.outbox.unfollow();
             }
             if guild.watchers.is_empty() {
                 guilds.remove(server);
@@ -487,6 +533,46 @@ impl Hub {
     pub(crate) fn clear(&self) {
         self.guilds().clear();
     }
+}
+
+/// The `server-join` that shows `guild` as it is now to a client that asked for
+/// `requested`; a snapshot, so it can replace a slow client's queued presences.
+fn join_frame(guild: &Guild, requested: &str) -> Frame {
+    let text = Outgoing::ServerJoin {
+        data: ServerJoin {
+            users: &guild.roster,
+            request: JoinRequestEcho { server: requested },
+            server_name: &guild.name,
+            client_id: guild.client_id.as_deref(),
+        },
+    }
+    .encode();
+    Frame {
+        urgency: Urgency::Snapshot,
+        wire: ws::text_frame(&text),
+    }
+}
+
+/// Merges two queued presence frames for one user (see
+/// [`PresenceUpdate::merged_with`]) when a slow client's outbox collapses
+/// them; other frames (client ids) are simply replaced.
+pub(crate) fn merge_presence_frames(older: &Bytes, newer: &Bytes) -> Option<Bytes> {
+    #[derive(serde::Deserialize)]
+    struct PresenceFrame {
+        server: String,
+        data: PresenceUpdate,
+    }
+    let decode = |wire: &Bytes| {
+        let payload = ws::server_frame_payload(wire)?;
+        serde_json::from_slice::<PresenceFrame>(payload).ok()
+    };
+    let (older, newer) = (decode(older)?, decode(newer)?);
+    let text = Outgoing::Presence {
+        server: &newer.server,
+        data: &older.data.merged_with(newer.data),
+    }
+    .encode();
+    Some(ws::text_frame(&text))
 }
 
 /// Records a presence change in a roster, as the client would apply it.

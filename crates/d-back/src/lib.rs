@@ -39,7 +39,6 @@
 
 mod http;
 mod hub;
-mod listener;
 mod metrics;
 pub mod protocol;
 pub mod provider;
@@ -47,11 +46,11 @@ mod server;
 mod session;
 
 pub use async_trait::async_trait;
+pub use edge::TlsFiles;
 pub use edge::outbox::CLOSE_TOO_SLOW;
-pub use http::AccessRules;
+pub use edge::{AccessRules, Deadlines};
 pub use hub::{Hub, HubStats};
 pub use ipnet::IpNet;
-pub use listener::TlsFiles;
 pub use protocol::{
     ChatMessage, DiscordUser, PresenceUpdate, Roster, ServerInfo, ServerList, Snowflake, Status,
     User,

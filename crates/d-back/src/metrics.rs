@@ -33,8 +33,6 @@ pub(crate) struct Metrics {
     auth_failures: Counter,
     /// `error` frames sent, by kind.
     client_errors: Family<Labels, Counter>,
-    /// Connections refused before the upgrade, by reason.
-    refused: Family<Labels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -44,15 +42,14 @@ impl fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// A fresh set of counters that also reports what `hub` keeps.
-    pub fn new(hub: Hub) -> Self {
+    /// A fresh set of counters that also reports what `hub` and `edge` keep.
+    pub fn new(hub: Hub, edge: &edge::Edge) -> Self {
         let mut registry = Registry::with_prefix("d_back");
         let joins = Family::<Labels, Counter>::default();
         let frames_in = Counter::default();
         let frames_out = Counter::default();
         let auth_failures = Counter::default();
         let client_errors = Family::<Labels, Counter>::default();
-        let refused = Family::<Labels, Counter>::default();
         registry.register(
             "joins",
             "Successful joins, by Discord server",
@@ -78,11 +75,7 @@ impl Metrics {
             "Error frames sent to clients, by kind",
             client_errors.clone(),
         );
-        registry.register(
-            "connections_refused",
-            "Connections refused before the WebSocket upgrade, by reason",
-            refused.clone(),
-        );
+        edge.register_metrics(&mut registry);
         registry.register_collector(Box::new(HubCollector { hub }));
         Self {
             registry,
@@ -91,7 +84,6 @@ impl Metrics {
             frames_out,
             auth_failures,
             client_errors,
-            refused,
         }
     }
 
@@ -136,12 +128,6 @@ impl Metrics {
             .get_or_create(&vec![("kind", kind.to_owned())])
             .inc();
     }
-
-    pub fn refused(&self, reason: &'static str) {
-        self.refused
-            .get_or_create(&vec![("reason", reason.to_owned())])
-            .inc();
-    }
 }
 
 /// Reads the hub's own numbers at scrape time.
@@ -184,9 +170,9 @@ impl Collector for HubCollector {
                 stats.frames_dropped,
             ),
             (
-                "slow_clients_closed",
-                "Connections closed because they could not keep up",
-                stats.slow_clients_closed,
+                "clients_resynchronised",
+                "Watchers so far behind that a fresh server-join replaced their queue",
+                stats.resynchronised,
             ),
         ];
         for (name, help, value) in counters {
@@ -197,6 +183,23 @@ impl Collector for HubCollector {
                 None,
                 counter.metric_type(),
             )?)?;
+        }
+        let slow = [
+            ("stalled", stats.stalled_clients_closed),
+            (
+                "overflowed",
+                stats.slow_clients_closed - stats.stalled_clients_closed,
+            ),
+        ];
+        let mut family = encoder.encode_descriptor(
+            "slow_clients_closed",
+            "Connections closed because they could not keep up, by reason",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (reason, value) in slow {
+            let labels = [("reason", reason)];
+            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

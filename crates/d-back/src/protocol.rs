@@ -171,6 +171,34 @@ pub struct PresenceUpdate {
 }
 
 impl PresenceUpdate {
+    /// What a client that missed `older` must be told instead of `older` and
+    /// then `newer` for the same user, so that it ends in the same place: the
+    /// newer status, with the name and colour the older one carried unless
+    /// the newer one has its own. A removal wins over an earlier update; an
+    /// update without a name after a removal cannot bring the user back, so
+    /// the removal stands.
+    ///
+    /// ```
+    /// use d_back::{PresenceUpdate, Status};
+    /// let joined = PresenceUpdate::new("7", Status::Online).with_username("newbie");
+    /// let merged = joined.merged_with(PresenceUpdate::new("7", Status::Idle));
+    /// assert_eq!(merged.status, Status::Idle);
+    /// assert_eq!(merged.username.as_deref(), Some("newbie"));
+    /// ```
+    pub fn merged_with(self, newer: PresenceUpdate) -> PresenceUpdate {
+        if newer.delete || (self.delete && newer.username.is_none()) {
+            return if newer.delete { newer } else { self };
+        }
+        if self.delete {
+            return newer;
+        }
+        PresenceUpdate {
+            username: newer.username.or(self.username),
+            role_color: newer.role_color.or(self.role_color),
+            ..newer
+        }
+    }
+
     /// A status change for a user the client already knows.
     pub fn new(uid: impl Into<String>, status: Status) -> Self {
         Self {

@@ -3,8 +3,9 @@
 //! [`Server::builder`] collects the settings, [`ServerBuilder::bind`] checks
 //! them and opens the port (so a bad setting fails before anything is served),
 //! and the returned [`RunningServer`] serves until [`RunningServer::shutdown`]:
-//! stop accepting, close every WebSocket with 1001, and wait (at most two
-//! seconds) for the connections to finish. A process may bind, stop and bind
+//! stop accepting, close every WebSocket with 1001, and wait (at most one and
+//! a half seconds) for the connections to finish. The port itself, its limits
+//! and deadlines are the protocol-neutral [`edge`]'s. A process may bind, stop and bind
 //! again as often as it likes.
 
 use std::net::SocketAddr;
@@ -12,21 +13,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use edge::rate::MessageRate;
+use edge::{AccessRules, Deadlines, Edge, Serving, Settings, TlsFiles};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::http::{self, AccessRules, Admission, AppState, StaticSite};
+use crate::http::{self, AppState, StaticSite};
 use crate::hub::Hub;
-use crate::listener::{Listener, PeerAddr, TlsFiles, load_tls};
 use crate::metrics::Metrics;
 use crate::provider::{DataProvider, MockWorld, Store};
-use edge::rate::MessageRate;
-
-/// How long shutdown waits for connections to say goodbye.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Per-connection limits that keep one client from hurting the others.
 #[derive(Debug, Clone)]
@@ -49,7 +44,7 @@ impl Default for Limits {
             max_frame_bytes: 64 * 1024,
             outbox_frames: 256,
             ping_interval: Duration::from_secs(20),
-            stall_timeout: Duration::from_secs(10),
+            stall_timeout: Deadlines::default().write_stall,
             message_rate: MessageRate::new(10, 20),
         }
     }
@@ -58,30 +53,10 @@ impl Default for Limits {
 /// Why the server could not start; each says what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The host name did not resolve to any address.
-    #[error("cannot resolve host '{host}': {reason}")]
-    Resolve {
-        /// The host as given.
-        host: String,
-        /// What the resolver said.
-        reason: String,
-    },
-    /// The address could not be bound (in use, not local, no permission).
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address tried.
-        addr: SocketAddr,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
-    /// A TLS certificate or key file is missing or unusable.
-    #[error("TLS file '{}' {reason}", path.display())]
-    Tls {
-        /// The file as given.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// The port could not be opened: a host that does not resolve, an address
+    /// in use, or TLS files that are missing or unusable.
+    #[error(transparent)]
+    Listen(#[from] edge::StartError),
     /// The static directory is missing or not a directory.
     #[error("static directory '{}' {reason}", path.display())]
     StaticDir {
@@ -128,6 +103,7 @@ pub struct ServerBuilder {
     provider: Arc<dyn DataProvider>,
     limits: Limits,
     access: AccessRules,
+    deadlines: Deadlines,
     tls: Option<TlsFiles>,
     /// The ingest API's store and bearer token, when it is on.
     ingest: Option<(Store, String)>,
@@ -141,6 +117,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("static_dir", &self.static_dir)
             .field("limits", &self.limits)
             .field("access", &self.access)
+            .field("deadlines", &self.deadlines)
             .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
@@ -155,6 +132,7 @@ impl Default for ServerBuilder {
             provider: Arc::new(MockWorld::new()),
             limits: Limits::default(),
             access: AccessRules::default(),
+            deadlines: Deadlines::default(),
             tls: None,
             ingest: None,
         }
@@ -216,6 +194,27 @@ impl ServerBuilder {
     /// How long a write to a client may stay blocked before it is dropped (default 10 s).
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
         self.limits.stall_timeout = timeout.max(Duration::from_millis(10));
+        self.deadlines.write_stall = self.limits.stall_timeout;
+        self
+    }
+
+    /// How long each stage of a connection may take (TLS handshake, request
+    /// head and idle keep-alive, whole request, WebSocket until it joins a
+    /// server): see [`Deadlines`] for the defaults. The write-stall limit is
+    /// also what [`stall_timeout`](Self::stall_timeout) sets.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use d_back::{Deadlines, Server};
+    /// let builder = Server::builder().deadlines(Deadlines {
+    ///     websocket_join: Duration::from_secs(5),
+    ///     ..Deadlines::default()
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.limits.stall_timeout = deadlines.write_stall;
+        self.deadlines = deadlines;
         self
     }
 
@@ -276,101 +275,62 @@ impl ServerBuilder {
             Some(dir) => StaticSite::directory(dir)?,
             None => StaticSite::BuiltIn,
         };
-        let tls = self.tls.as_ref().map(load_tls).transpose()?;
-        let addr = resolve(&self.host, self.port).await?;
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let local_addr = tcp
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let is_tls = tls.is_some();
-        let listener =
-            Listener::new(tcp, tls).map_err(|source| StartError::Bind { addr, source })?;
-
+        let edge = Edge::bind(Settings {
+            host: self.host,
+            port: self.port,
+            tls: self.tls,
+            access: self.access,
+            deadlines: self.deadlines,
+        })
+        .await?;
         let hub = Hub::new(self.provider, self.limits.outbox_frames);
-        let shutdown = CancellationToken::new();
-        let sessions = TaskTracker::new();
         let state = AppState {
             hub: hub.clone(),
             limits: Arc::new(self.limits),
             site: Arc::new(site),
-            shutdown: shutdown.clone(),
-            sessions: sessions.clone(),
-            admission: Arc::new(Admission::new(self.access)),
-            metrics: Arc::new(Metrics::new(hub.clone())),
+            websockets: edge.websockets(),
+            metrics: Arc::new(Metrics::new(hub.clone(), &edge)),
         };
         let mut app = http::router(state);
         if let Some((store, token)) = &self.ingest {
             store.attach(hub.clone());
             app = app.merge(http::ingest::router(store.clone(), token));
         }
-        let app = app.into_make_service_with_connect_info::<PeerAddr>();
-        let stop = shutdown.clone();
-        let serving = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(error) = served {
-                warn!(%error, "the listener stopped");
-            }
-        });
-        info!(%local_addr, tls = is_tls, "d-back listening");
-        Ok(RunningServer {
-            local_addr,
-            is_tls,
-            hub,
-            shutdown,
-            sessions,
-            serving,
-        })
+        let (budget, per_address) = edge.connection_limits();
+        let serving = edge.serve(app);
+        info!(
+            local_addr = %serving.local_addr(),
+            tls = serving.is_tls(),
+            connection_budget = budget,
+            connections_per_address = per_address,
+            "d-back listening"
+        );
+        Ok(RunningServer { hub, serving })
     }
-}
-
-/// Resolves `host`, preferring IPv4 (what "localhost" means to most tools).
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, StartError> {
-    let resolve_error = |reason: String| StartError::Resolve {
-        host: host.to_owned(),
-        reason,
-    };
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| resolve_error(e.to_string()))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| resolve_error("no addresses found".to_owned()))
 }
 
 /// A server that is accepting connections.
 #[derive(Debug)]
 pub struct RunningServer {
-    local_addr: SocketAddr,
-    is_tls: bool,
     hub: Hub,
-    shutdown: CancellationToken,
-    sessions: TaskTracker,
-    serving: JoinHandle<()>,
+    serving: Serving,
 }
 
 impl RunningServer {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.serving.local_addr()
     }
 
     /// Whether it serves `https://` and `wss://`.
     pub fn is_tls(&self) -> bool {
-        self.is_tls
+        self.serving.is_tls()
     }
 
     /// The page address, e.g. `http://127.0.0.1:3000/`.
     pub fn url(&self) -> String {
-        let scheme = if self.is_tls { "https" } else { "http" };
-        format!("{scheme}://{}/", self.local_addr)
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}/", self.local_addr())
     }
 
     /// Handle for broadcasting and for counts; cheap to clone and `Send`.
@@ -380,29 +340,14 @@ impl RunningServer {
 
     /// A token that is cancelled when shutdown starts, for tasks that should stop with the server.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.serving.shutdown_token()
     }
 
-    /// Stops accepting, closes every WebSocket with 1001 and waits (at most 2 s) for them to go.
+    /// Stops accepting, closes every WebSocket with 1001 and waits (at most
+    /// [`edge::SHUTDOWN_GRACE`]) for them to go.
     pub async fn shutdown(self) {
         info!("shutting down");
-        self.shutdown.cancel();
-        self.sessions.close();
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        if tokio::time::timeout_at(deadline, self.sessions.wait())
-            .await
-            .is_err()
-        {
-            warn!("some connections did not close in time; dropping them");
-        }
-        let serving = self.serving.abort_handle();
-        if tokio::time::timeout_at(deadline, self.serving)
-            .await
-            .is_err()
-        {
-            warn!("some HTTP requests did not finish in time; dropping them");
-            serving.abort();
-        }
+        self.serving.shutdown().await;
         self.hub.clear();
     }
 }

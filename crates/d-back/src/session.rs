@@ -16,19 +16,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge::rate::{RateGuard, Verdict};
+use edge::{Connection, Control, StopReason};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, interval_at, timeout};
 use tracing::{debug, info, warn};
 
-use crate::hub::{Hub, call_provider};
+use crate::hub::{Hub, call_provider, merge_presence_frames};
 use crate::metrics::Metrics;
 use crate::protocol::{ConnectRequest, ErrorData, Incoming, Outgoing, ServerInfo, errors};
 use crate::server::Limits;
-use edge::outbox::{CloseRequest, Frame, Outbox, Urgency};
-use edge::rate::{RateGuard, RateVerdict};
-use edge::writer::{CLOSE_GRACE, WriterSettings};
+use edge::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
 use edge::ws::{self, ReadError};
 
 /// Close code for a frame over the size limit (RFC 6455 "Message Too Big").
@@ -42,36 +41,36 @@ const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code for a client that keeps sending far over its rate ("Policy Violation").
 pub const CLOSE_POLICY: u16 = 1008;
 
+/// Close code for a connection evicted to make room ("Try Again Later").
+const CLOSE_TRY_LATER: u16 = 1013;
+
+/// How long a close frame may take to leave before the socket is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves one upgraded WebSocket until either side ends it.
-pub(crate) async fn run<R, W>(
-    (read, write): (R, W),
+pub(crate) async fn run(
+    connection: Connection,
     hub: Hub,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-    peer: SocketAddr,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = hub.open_connection();
-    let id = connection.id;
+) {
+    let Connection {
+        read,
+        write,
+        control,
+    } = connection;
+    let peer = control.client;
+    let guard = hub.open_connection();
+    let id = guard.id;
     info!(%peer, connection = id, "client connected");
     let mut reader = ws::Reader::new(read, limits.max_frame_bytes);
-    let outbox = Arc::new(Outbox::new(limits.outbox_frames));
-    let settings = WriterSettings {
-        ping_interval: limits.ping_interval,
-        stall_timeout: limits.stall_timeout,
-    };
-    let sent = {
-        let metrics = Arc::clone(&metrics);
-        move |count| metrics.frames_sent(count)
-    };
-    let mut writer = tokio::spawn(edge::writer::run(
+    let outbox = Arc::new(Outbox::new(limits.outbox_frames).with_merge(merge_presence_frames));
+    let mut writer = tokio::spawn(write_loop(
         write,
         Arc::clone(&outbox),
-        settings,
-        sent,
+        Arc::clone(&limits),
+        Arc::clone(&metrics),
+        hub.clone(),
     ));
     let mut session = Session {
         hub,
@@ -81,33 +80,39 @@ pub(crate) async fn run<R, W>(
         outbox: Arc::clone(&outbox),
         watching: None,
         rate: limits.message_rate.map(RateGuard::new),
+        control: &control,
     };
     // Boxed, like frame handling below: provider calls make large futures, and
     // keeping their space inline would cost every idle connection that much.
     Box::pin(session.send_server_list()).await;
 
     let mut writer_finished = false;
-    let close = tokio::select! {
-        _ = shutdown.cancelled() => Some(CLOSE_GOING_AWAY),
+    let close: Option<(u16, &'static str)> = tokio::select! {
+        stop = control.stopped() => Some(match stop {
+            StopReason::Shutdown => (CLOSE_GOING_AWAY, "server is shutting down"),
+            StopReason::Evicted => (CLOSE_TRY_LATER, "server is full; try again later"),
+            StopReason::JoinDeadline => {
+                info!(%peer, "client joined no server in time; closing with 1008");
+                (CLOSE_POLICY, "no connect request in time")
+            }
+        }),
         // The writer ended by itself (the socket failed or stalled); a
         // JoinHandle must not be awaited twice, so it is marked finished.
         _ = &mut writer => {
             writer_finished = true;
             None
         }
-        code = session.read_until_end(&mut reader, &limits) => code,
-    };
-    let reason = match close {
-        Some(CLOSE_GOING_AWAY) => "server is shutting down",
-        Some(CLOSE_TOO_BIG) => "frame too big",
-        Some(CLOSE_POLICY) => "sending too fast",
-        Some(CLOSE_PROTOCOL) => "WebSocket protocol error",
-        _ => "",
+        code = session.read_until_end(&mut reader, &limits) => code.map(|code| (code, match code {
+            CLOSE_TOO_BIG => "frame too big",
+            CLOSE_POLICY => "sending too fast",
+            CLOSE_PROTOCOL => "WebSocket protocol error",
+            _ => "",
+        })),
     };
     session.stop_watching();
     outbox.close(CloseRequest {
-        code: close,
-        reason: reason.into(),
+        code: close.map(|(code, _)| code),
+        reason: close.map_or("", |(_, reason)| reason).into(),
     });
     let writer_task = writer.abort_handle();
     if !writer_finished && timeout(CLOSE_GRACE * 2, writer).await.is_err() {
@@ -117,11 +122,11 @@ pub(crate) async fn run<R, W>(
         );
         writer_task.abort();
     }
-    info!(%peer, connection = id, close_code = close, "client disconnected");
+    info!(%peer, connection = id, close_code = close.map(|(code, _)| code), "client disconnected");
 }
 
 /// The reader's state for one connection.
-struct Session {
+struct Session<'c> {
     hub: Hub,
     /// Counters for operators.
     metrics: Arc<Metrics>,
@@ -135,9 +140,11 @@ struct Session {
     watching: Option<String>,
     /// The client's frame allowance, when limited.
     rate: Option<RateGuard>,
+    /// Where the connection tells the edge it has earned its place.
+    control: &'c Control,
 }
 
-impl Session {
+impl Session<'_> {
     /// Reads frames until the client leaves; returns the close code to send, if any.
     async fn read_until_end<R: AsyncRead + Unpin>(
         &mut self,
@@ -172,19 +179,15 @@ impl Session {
             };
             if matches!(message, ws::Incoming::Text(_) | ws::Incoming::Binary(_)) {
                 self.metrics.frame_received();
-                match self
-                    .rate
-                    .as_mut()
-                    .map_or(RateVerdict::Handle, RateGuard::check)
-                {
-                    RateVerdict::Handle => {}
-                    RateVerdict::Refuse { tell } => {
+                match self.rate.as_mut().map_or(Verdict::Handle, RateGuard::check) {
+                    Verdict::Handle => {}
+                    Verdict::Refuse { tell } => {
                         if tell {
                             self.send_error(errors::RATE_LIMITED);
                         }
                         continue;
                     }
-                    RateVerdict::Close => {
+                    Verdict::Close => {
                         info!(peer = %self.peer, "client kept sending over its rate; closing with 1008");
                         return Some(CLOSE_POLICY);
                     }
@@ -262,6 +265,7 @@ impl Session {
         {
             Ok(()) => {
                 info!(peer = %self.peer, server = %info.id, "client joined");
+                self.control.earned();
                 self.metrics.joined(&info.id);
                 self.watching = Some(snowflake.clone());
             }
@@ -323,5 +327,69 @@ impl Session {
             urgency,
             wire: ws::text_frame(&text),
         });
+    }
+}
+
+/// Writes the outbox to the socket in batches, and pings, until told to stop.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut sink: W,
+    outbox: Arc<Outbox>,
+    limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
+    hub: Hub,
+) {
+    let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    loop {
+        // A fresh buffer per batch: an idle connection then holds none, and one
+        // allocation is small beside the system call that follows.
+        let mut out = Vec::new();
+        let next = tokio::select! {
+            next = outbox.next(&mut out) => next,
+            _ = ping.tick() => {
+                let written = timeout(limits.stall_timeout, ws::write_all(&mut sink, &ws::ping_frame())).await;
+                if write_ended(written, &limits, &hub) {
+                    return;
+                }
+                continue;
+            }
+        };
+        match next {
+            Next::Frames(count) => {
+                metrics.frames_sent(count);
+                let written = timeout(limits.stall_timeout, ws::write_all(&mut sink, &out)).await;
+                if write_ended(written, &limits, &hub) {
+                    return;
+                }
+            }
+            Next::Close(request) => {
+                if let Some(code) = request.code {
+                    let frame = ws::close_frame(code, &request.reason);
+                    let _ = timeout(CLOSE_GRACE, ws::write_all(&mut sink, &frame)).await;
+                    let _ = timeout(CLOSE_GRACE, sink.shutdown()).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Whether a write ended the connection; a client that stopped reading (the
+/// write stayed blocked, here or in the edge's stream) is logged and counted.
+fn write_ended(
+    written: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
+    limits: &Limits,
+    hub: &Hub,
+) -> bool {
+    match written {
+        Ok(Ok(())) => false,
+        Ok(Err(error)) if error.kind() != std::io::ErrorKind::TimedOut => true,
+        _ => {
+            info!(
+                "client stopped reading for {:?}; dropping it",
+                limits.stall_timeout
+            );
+            hub.count_stalled_client();
+            true
+        }
     }
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -242,13 +241,7 @@ async fn metrics_and_health_checks_tell_the_operator_what_happens() {
 
 #[tokio::test]
 async fn tls_serves_https_and_wss_on_the_same_port() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-
+    let (_dir, cert_path, key_path, cert) = tls_files();
     let server = start(
         Server::builder()
             .provider(quiet_world())
@@ -258,15 +251,7 @@ async fn tls_serves_https_and_wss_on_the_same_port() {
     assert!(server.url().starts_with("https://"));
     let addr = server.local_addr();
 
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tls_connector(&cert.cert);
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
 
     // HTTPS.

@@ -97,6 +97,15 @@ async fn a_client_that_never_reads_does_not_delay_the_others() {
         "the stalled client shed frames"
     );
     eventually("the stalled client is dropped", || hub.connections() == 1).await;
+    assert!(
+        hub.stats().stalled_clients_closed >= 1,
+        "a client that stopped reading is counted"
+    );
+    let metrics = http(addr, "GET", "/metrics").await.text();
+    assert!(
+        !metrics.contains("d_back_slow_clients_closed_total{reason=\"stalled\"} 0\n"),
+        "{metrics}"
+    );
 
     // The survivor is still served.
     hub.broadcast_presence(

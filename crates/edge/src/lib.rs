@@ -5,6 +5,12 @@
 //! between the network and a protocol's own state, and nothing about Discord
 //! servers, rooms or users.
 //!
+//! - [`Edge`] binds the port and serves an axum router on it, with TLS, a
+//!   connection budget and per-address limits ([`gate`]), and a deadline for
+//!   every stage of a connection ([`Deadlines`]);
+//! - [`WebSockets`] turns a request into a [`Connection`] for a protocol's
+//!   session, after the access rules ([`AccessRules`]: caps, origins, the real
+//!   client address behind trusted proxies);
 //! - [`ws`]: the WebSocket wire format, frames encoded once and shared by every
 //!   socket they go to;
 //! - [`outbox`]: each connection's bounded queue between a broadcaster and the
@@ -13,12 +19,30 @@
 //!   copies from, for the frames a lagging client may miss;
 //! - [`writer`]: the task that drains an outbox to its socket, pings, and
 //!   drops a client that stops reading;
-//! - [`rate`]: how many frames a client may send, and when to give up on it.
+//! - [`rate`]: a client's allowance of frames per second;
+//! - [`EdgeMetrics`]: what all of this counts, registered into the protocol's
+//!   Prometheus registry.
 //!
 //! A protocol crate depends on this one, never the other way round.
 
+mod admission;
 pub mod feed;
+pub mod gate;
+mod io;
+mod metrics;
 pub mod outbox;
 pub mod rate;
+mod server;
+mod tls;
+mod websocket;
 pub mod writer;
 pub mod ws;
+
+pub use admission::{AccessRules, Admission, Refusal};
+pub use ipnet::IpNet;
+pub use metrics::EdgeMetrics;
+pub use server::{Deadlines, Edge, SHUTDOWN_GRACE, Serving, Settings, StartError};
+pub use tls::TlsFiles;
+pub use websocket::{
+    Connection, Control, Peer, StopReason, Upgraded, WebSockets, WsRead, WsWrite, wants_websocket,
+};

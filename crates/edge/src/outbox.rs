@@ -11,12 +11,17 @@
 //!   only remembers how far this client has read it.
 //!
 //! When a browser cannot keep up, this degrades in a way the client survives:
-//! chat lines it lags behind on are overwritten in the feed and never sent, a
-//! newer presence for a user replaces the older one still waiting (so the
-//! client still ends up right), and when the queue is full of frames that can
-//! neither be dropped nor merged, the connection is closed with
-//! [`CLOSE_TOO_SLOW`]. Memory per connection is therefore bounded by the
-//! capacity, whatever the producers do.
+//! chat lines it lags behind on are overwritten in the feed and never sent; a
+//! newer frame for the same key (a user's presence) takes the place of the
+//! older one still waiting, merged with it by the protocol's [`MergeFn`] so
+//! that nothing the older one carried is lost (a user's name, say); and when
+//! the queue is full of frames that can be neither dropped nor merged, a
+//! protocol that can describe its whole state at once (d-zone's `server-join`)
+//! replaces every queued collapsible frame with one fresh snapshot
+//! ([`Outbox::push_or_resynchronise`]), so the client ends exactly where
+//! everyone else is. Only when even that leaves no room is the connection
+//! closed with [`CLOSE_TOO_SLOW`]. Memory per connection is therefore bounded
+//! by the capacity, whatever the producers do.
 //!
 //! A `VecDeque` behind a `std::sync::Mutex` is used rather than a channel
 //! because the degradation rules need to look into, and rewrite, what is
@@ -40,9 +45,18 @@ pub const CLOSE_TOO_SLOW: u16 = 1013;
 pub enum Urgency {
     /// Only the newest frame with the same key matters (a user's presence).
     Collapsible(Arc<str>),
-    /// Must arrive (server-list, server-join, errors).
+    /// Must arrive (server-list, errors).
     Essential,
+    /// Must arrive, and describes the whole state: it supersedes every
+    /// collapsible frame and every snapshot queued before it when the outbox
+    /// resynchronises (see [`Outbox::push_or_resynchronise`]).
+    Snapshot,
 }
+
+/// Combines an older queued frame with a newer one for the same key into the
+/// frame to send instead of both (e.g. a status change that keeps the user's
+/// name from the older presence); `None` sends the newer one as it is.
+pub type MergeFn = fn(older: &Bytes, newer: &Bytes) -> Option<Bytes>;
 
 /// One frame waiting for the socket, already in wire format (see [`crate::ws`]).
 #[derive(Debug, Clone)]
@@ -84,6 +98,9 @@ pub enum Pushed {
     Queued,
     /// Replaced an older frame for the same user.
     Collapsed,
+    /// The queue was full: its collapsible frames and snapshots were replaced
+    /// by a fresh snapshot.
+    Resynchronised,
     /// Not queued: the connection is closing.
     Dropped,
     /// The client is too far behind; the connection is being closed.
@@ -129,6 +146,8 @@ pub struct Outbox {
     /// Set while the writer waits with nothing to do, so that a new chat line
     /// wakes it; idle connections are the only ones a broadcast has to wake.
     parked: AtomicBool,
+    /// How two frames for the same key become one.
+    merge: Option<MergeFn>,
 }
 
 impl Outbox {
@@ -140,15 +159,36 @@ impl Outbox {
             capacity: capacity.max(1),
             cursor: AtomicU64::new(0),
             parked: AtomicBool::new(false),
+            merge: None,
         }
+    }
+
+    /// Merges frames for the same key with `merge` when they collapse, instead
+    /// of keeping only the newer one.
+    pub fn with_merge(mut self, merge: MergeFn) -> Self {
+        self.merge = Some(merge);
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a frame without waiting, degrading as the module doc says.
+    /// Queues a frame without waiting, degrading as the module doc says; when
+    /// nothing can make room, the connection is closed with [`CLOSE_TOO_SLOW`].
     pub fn push(&self, frame: Frame) -> Pushed {
+        self.push_with(frame, None::<fn() -> Frame>)
+    }
+
+    /// Like [`push`](Self::push), but when the queue is full and `frame`
+    /// collapses into nothing, every queued collapsible frame and snapshot is
+    /// replaced by `snapshot()` (a frame describing the whole current state,
+    /// which already includes `frame`'s change), and the connection stays open.
+    pub fn push_or_resynchronise(&self, frame: Frame, snapshot: impl FnOnce() -> Frame) -> Pushed {
+        self.push_with(frame, Some(snapshot))
+    }
+
+    fn push_with(&self, frame: Frame, snapshot: Option<impl FnOnce() -> Frame>) -> Pushed {
         let mut state = self.state();
         if state.close.is_some() || state.finish.is_some() {
             return Pushed::Dropped;
@@ -164,21 +204,41 @@ impl Outbox {
         } else if let Some(slot) = same_key_slot(&state.queue, &frame.urgency) {
             // The newer frame takes the older one's place, so it keeps its order
             // relative to the chat lines that were around it.
-            state.queue[slot].frame = frame;
+            let older = &mut state.queue[slot].frame;
+            let merged = self.merge.and_then(|merge| merge(&older.wire, &frame.wire));
+            older.wire = merged.unwrap_or(frame.wire);
             Pushed::Collapsed
+        } else if let Some(snapshot) = snapshot {
+            state
+                .queue
+                .retain(|q| matches!(q.frame.urgency, Urgency::Essential));
+            if state.queue.len() < self.capacity {
+                state.queue.push_back(Queued {
+                    after,
+                    frame: snapshot(),
+                });
+                Pushed::Resynchronised
+            } else {
+                self.overflow(&mut state)
+            }
         } else {
-            state.queue.clear();
-            state.close = Some(CloseRequest::new(
-                CLOSE_TOO_SLOW,
-                "too slow: fell behind the broadcasts",
-            ));
-            Pushed::Overflowed
+            self.overflow(&mut state)
         };
         drop(state);
         if wake || outcome == Pushed::Overflowed {
             self.ready.notify_one();
         }
         outcome
+    }
+
+    /// Gives up on a client whose queue holds nothing that could make room.
+    fn overflow(&self, state: &mut State) -> Pushed {
+        state.queue.clear();
+        state.close = Some(CloseRequest::new(
+            CLOSE_TOO_SLOW,
+            "too slow: fell behind the broadcasts",
+        ));
+        Pushed::Overflowed
     }
 
     /// Starts sending `feed`'s chat lines from its current end on; what is
@@ -387,6 +447,53 @@ mod tests {
         line(&feed, "c");
         assert_eq!(drain(&outbox).await, "bc");
         assert!(!outbox.missed(2));
+    }
+
+    /// Keeps the older frame's text after a `|` unless the newer one has its own.
+    fn keep_name(older: &Bytes, newer: &Bytes) -> Option<Bytes> {
+        let older = std::str::from_utf8(older).unwrap();
+        let newer = std::str::from_utf8(newer).unwrap();
+        match (older.split_once('|'), newer.contains('|')) {
+            (Some((_, name)), false) => Some(Bytes::from(format!("{newer}|{name}"))),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn collapsing_frames_are_merged_so_the_older_ones_details_survive() {
+        let outbox = Outbox::new(2).with_merge(keep_name);
+        outbox.push(presence("1", "online|newbie"));
+        outbox.push(presence("2", "idle"));
+        assert_eq!(outbox.push(presence("1", "dnd")), Pushed::Collapsed);
+        assert_eq!(outbox.push(presence("1", "idle")), Pushed::Collapsed);
+        assert_eq!(drain(&outbox).await, "idle|newbieidle");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_replaced_by_a_snapshot_and_the_client_stays() {
+        let outbox = Outbox::new(3);
+        outbox.push(essential("E"));
+        outbox.push(presence("1", "a"));
+        outbox.push(presence("2", "b"));
+        let snapshot = || Frame {
+            urgency: Urgency::Snapshot,
+            wire: Bytes::from_static(b"S"),
+        };
+        assert_eq!(
+            outbox.push_or_resynchronise(presence("3", "c"), snapshot),
+            Pushed::Resynchronised
+        );
+        assert_eq!(outbox.push(presence("4", "d")), Pushed::Queued);
+        let second = || Frame {
+            urgency: Urgency::Snapshot,
+            wire: Bytes::from_static(b"T"),
+        };
+        assert_eq!(
+            outbox.push_or_resynchronise(presence("5", "e"), second),
+            Pushed::Resynchronised,
+            "an older snapshot is superseded too"
+        );
+        assert_eq!(drain(&outbox).await, "ET");
     }
 
     #[tokio::test]

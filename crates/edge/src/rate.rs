@@ -1,16 +1,16 @@
-//! How many frames one client may send, and what to do when it sends more.
+//! A client's allowance of frames: a steady rate with a burst, and what to do
+//! with a client that keeps sending past it.
 //!
-//! Every protocol needs the same three answers for a frame: handle it, refuse
-//! it (telling the client once per streak, so a flood does not turn into a
-//! flood of replies), or give up on a client that keeps going far over its
-//! allowance. The protocol decides what "telling" and "giving up" look like on
-//! its wire; the counting lives here, on top of `governor`'s token bucket.
+//! A frame over the allowance is not handled; the first of a streak earns the
+//! client one error message (the protocol decides its wording), and a client
+//! that sends [`ABUSE_STREAK`] refused frames in a row is closed with 1008.
+//! The token bucket is `governor`'s.
 
 use std::num::NonZeroU32;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-/// Frames over the rate in a row, each refused, before the client is given up on.
+/// Frames over the rate in a row, each refused, before the client is closed.
 pub const ABUSE_STREAK: u32 = 50;
 
 /// A client's allowance of frames: a steady rate and a burst.
@@ -37,34 +37,30 @@ impl MessageRate {
     }
 }
 
-/// What to do with one frame under the rate limit.
+/// What to do with one frame under the allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateVerdict {
-    /// Within the allowance.
+pub enum Verdict {
+    /// Handle it.
     Handle,
-    /// Refuse it; `tell` is true on the first refusal of a streak.
-    Refuse { tell: bool },
-    /// The client kept sending over its rate: end the connection.
+    /// Refuse it; tell the client on the first of a streak.
+    Refuse {
+        /// Whether this is the first refusal of a streak.
+        tell: bool,
+    },
+    /// Close the connection with 1008.
     Close,
 }
 
-/// One client's frame allowance and how far over it the client is.
+/// One connection's allowance and how far over it the client is.
+#[derive(Debug)]
 pub struct RateGuard {
     limiter: DefaultDirectRateLimiter,
     /// Frames refused in a row; reset by any frame within the rate.
     streak: u32,
 }
 
-impl std::fmt::Debug for RateGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateGuard")
-            .field("streak", &self.streak)
-            .finish_non_exhaustive()
-    }
-}
-
 impl RateGuard {
-    /// A full allowance.
+    /// A full bucket for `rate`.
     pub fn new(rate: MessageRate) -> Self {
         let quota = Quota::per_second(rate.per_second).allow_burst(rate.burst);
         Self {
@@ -73,27 +69,36 @@ impl RateGuard {
         }
     }
 
-    /// Spends one frame of the allowance, if there is any left.
-    ///
-    /// ```
-    /// use edge::rate::{MessageRate, RateGuard, RateVerdict};
-    /// let mut guard = RateGuard::new(MessageRate::new(1, 1).unwrap());
-    /// assert_eq!(guard.check(), RateVerdict::Handle);
-    /// assert_eq!(guard.check(), RateVerdict::Refuse { tell: true });
-    /// assert_eq!(guard.check(), RateVerdict::Refuse { tell: false });
-    /// ```
-    pub fn check(&mut self) -> RateVerdict {
+    /// Judges one incoming frame.
+    pub fn check(&mut self) -> Verdict {
         if self.limiter.check().is_ok() {
             self.streak = 0;
-            return RateVerdict::Handle;
+            return Verdict::Handle;
         }
         self.streak += 1;
         if self.streak >= ABUSE_STREAK {
-            RateVerdict::Close
+            Verdict::Close
         } else {
-            RateVerdict::Refuse {
+            Verdict::Refuse {
                 tell: self.streak == 1,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_passes_then_one_refusal_is_told_then_a_streak_closes() {
+        let mut guard = RateGuard::new(MessageRate::new(1, 2).unwrap());
+        assert_eq!(guard.check(), Verdict::Handle);
+        assert_eq!(guard.check(), Verdict::Handle);
+        assert_eq!(guard.check(), Verdict::Refuse { tell: true });
+        for _ in 2..ABUSE_STREAK {
+            assert_eq!(guard.check(), Verdict::Refuse { tell: false });
+        }
+        assert_eq!(guard.check(), Verdict::Close);
     }
 }

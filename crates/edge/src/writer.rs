@@ -29,13 +29,27 @@ pub struct WriterSettings {
     pub stall_timeout: Duration,
 }
 
+/// What a protocol wants to count about its writers; both do nothing by default.
+pub trait WriteObserver: Send {
+    /// A batch of `frames` frames is being written.
+    fn sent(&mut self, frames: usize) {
+        let _ = frames;
+    }
+
+    /// The client stopped reading: a write stayed blocked too long.
+    fn stalled(&mut self) {}
+}
+
+/// Counts nothing.
+impl WriteObserver for () {}
+
 /// Writes `outbox` to `sink` in batches, and pings, until the outbox asks to
-/// close or the socket fails. `sent` is told how many frames each batch held.
+/// close or the socket fails; `observer` is told what happened.
 pub async fn run<W: AsyncWrite + Unpin>(
     mut sink: W,
     outbox: Arc<Outbox>,
     settings: WriterSettings,
-    mut sent: impl FnMut(usize),
+    mut observer: impl WriteObserver,
 ) {
     let every = settings.ping_interval;
     let mut ping = interval_at(Instant::now() + every, every);
@@ -46,25 +60,19 @@ pub async fn run<W: AsyncWrite + Unpin>(
         let next = tokio::select! {
             next = outbox.next(&mut out) => next,
             _ = ping.tick() => {
-                match timeout(settings.stall_timeout, ws::write_all(&mut sink, &ws::ping_frame())).await {
-                    Ok(Ok(())) => continue,
-                    _ => return,
+                let written = timeout(settings.stall_timeout, ws::write_all(&mut sink, &ws::ping_frame())).await;
+                if ended(written, &settings, &mut observer) {
+                    return;
                 }
+                continue;
             }
         };
         match next {
             Next::Frames(count) => {
-                sent(count);
-                match timeout(settings.stall_timeout, ws::write_all(&mut sink, &out)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        info!(
-                            "client stopped reading for {:?}; dropping it",
-                            settings.stall_timeout
-                        );
-                        return;
-                    }
+                observer.sent(count);
+                let written = timeout(settings.stall_timeout, ws::write_all(&mut sink, &out)).await;
+                if ended(written, &settings, &mut observer) {
+                    return;
                 }
             }
             Next::Close(request) => {
@@ -75,6 +83,27 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 }
                 return;
             }
+        }
+    }
+}
+
+/// Whether a write ended the connection; a client that stopped reading (the
+/// write stayed blocked, here or in the edge's stream) is logged and counted.
+fn ended(
+    written: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
+    settings: &WriterSettings,
+    observer: &mut impl WriteObserver,
+) -> bool {
+    match written {
+        Ok(Ok(())) => false,
+        Ok(Err(error)) if error.kind() != std::io::ErrorKind::TimedOut => true,
+        _ => {
+            info!(
+                "client stopped reading for {:?}; dropping it",
+                settings.stall_timeout
+            );
+            observer.stalled();
+            true
         }
     }
 }

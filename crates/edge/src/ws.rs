@@ -106,6 +106,28 @@ fn frame(opcode: u8, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// The payload of one whole, unmasked frame made by this module (a server
+/// frame), for a protocol that must look back into a queued frame.
+///
+/// ```
+/// let frame = edge::ws::text_frame("hello");
+/// assert_eq!(edge::ws::server_frame_payload(&frame), Some(&b"hello"[..]));
+/// ```
+pub fn server_frame_payload(frame: &[u8]) -> Option<&[u8]> {
+    let (len, head): (usize, usize) = match *frame.get(1)? & 0x7F {
+        126 => (
+            usize::from(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?])),
+            4,
+        ),
+        127 => {
+            let bytes: [u8; 8] = frame.get(2..10)?.try_into().ok()?;
+            (usize::try_from(u64::from_be_bytes(bytes)).ok()?, 10)
+        }
+        n => (usize::from(n), 2),
+    };
+    frame.get(head..head.checked_add(len)?)
+}
+
 /// Writes `bytes` (one or more whole frames) and flushes them, so that a TLS
 /// stream sends them now rather than when its buffer fills.
 pub async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> io::Result<()> {

@@ -5,31 +5,22 @@
 //! WebSocket upgrades are accepted on any path, because the d-zone client
 //! connects to `<page path>/ws` and a reverse proxy may add a prefix.
 
-mod admission;
 pub(crate) mod ingest;
 mod static_site;
 
-pub use admission::AccessRules;
-pub(crate) use admission::Admission;
 pub(crate) use static_site::StaticSite;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper_util::rt::TokioIo;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
-use tungstenite::handshake::derive_accept_key;
+use tracing::warn;
 
 use crate::hub::{Hub, call_provider};
-use crate::listener::PeerAddr;
 use crate::metrics::Metrics;
 use crate::server::Limits;
 use crate::session;
@@ -43,12 +34,8 @@ pub(crate) struct AppState {
     pub limits: Arc<Limits>,
     /// Where non-API paths are served from.
     pub site: Arc<StaticSite>,
-    /// Cancelled when the server shuts down; sessions close with 1001.
-    pub shutdown: CancellationToken,
-    /// Tracks sessions so shutdown can wait for them.
-    pub sessions: TaskTracker,
-    /// Connection caps, origins and proxies.
-    pub admission: Arc<Admission>,
+    /// The door for WebSocket upgrades: caps, origins, proxies, shutdown.
+    pub websockets: edge::WebSockets,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
 }
@@ -105,7 +92,7 @@ async fn healthz() -> &'static str {
 
 /// `GET /readyz`: new clients are welcome (not shutting down).
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.shutdown.is_cancelled() {
+    if state.websockets.is_shutting_down() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else {
         "ready\n".into_response()
@@ -113,13 +100,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Every other path: a WebSocket upgrade, a provider's own response, or a static file.
-async fn any_path(
-    State(state): State<AppState>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
-    request: Request,
-) -> Response {
-    if wants_websocket(&request) {
-        return admit_websocket(request, state, peer);
+async fn any_path(State(state): State<AppState>, request: Request) -> Response {
+    if edge::wants_websocket(&request) {
+        let AppState {
+            hub,
+            limits,
+            metrics,
+            websockets,
+            ..
+        } = state;
+        return websockets.accept(request, move |connection| {
+            session::run(connection, hub, limits, metrics)
+        });
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return (
@@ -144,117 +136,6 @@ async fn any_path(
         }
     }
     state.site.respond(request).await
-}
-
-fn wants_websocket(request: &Request) -> bool {
-    request
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-/// Applies the access rules, then upgrades.
-fn admit_websocket(request: Request, state: AppState, peer: SocketAddr) -> Response {
-    let headers = request.headers();
-    let address = state.admission.client_address(peer, headers);
-    let admitted = if state.admission.origin_allowed(headers) {
-        state.admission.admit(address)
-    } else {
-        Err(admission::Refusal::Origin)
-    };
-    match admitted {
-        Ok(ticket) => {
-            // Logs name the client, not the proxy it came through.
-            let client =
-                SocketAddr::new(address, if address == peer.ip() { peer.port() } else { 0 });
-            accept_websocket(request, state, client, ticket)
-        }
-        Err(refusal) => {
-            state.metrics.refused(refusal.reason());
-            let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-            info!(client = %address, ?origin, reason = refusal.reason(), "WebSocket refused");
-            refusal.response().into_response()
-        }
-    }
-}
-
-/// Answers the opening handshake (RFC 6455 section 4.2) and starts the session.
-///
-/// Done by hand rather than with axum's `WebSocketUpgrade` because the session
-/// speaks the wire format itself (see [`edge::ws`] for why); tungstenite still
-/// computes the accept key.
-fn accept_websocket(
-    mut request: Request,
-    state: AppState,
-    peer: SocketAddr,
-    ticket: admission::Ticket,
-) -> Response {
-    let headers = request.headers();
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    let refuse = |why: &'static str| (StatusCode::BAD_REQUEST, why).into_response();
-    if request.method() != Method::GET {
-        return refuse("a WebSocket upgrade must be a GET request\n");
-    }
-    if !has_token(header::CONNECTION, "upgrade") {
-        return refuse("a WebSocket upgrade needs `Connection: upgrade`\n");
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_none_or(|v| v.as_bytes() != b"13")
-    {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            [(header::SEC_WEBSOCKET_VERSION, "13")],
-            "only WebSocket version 13 is spoken here\n",
-        )
-            .into_response();
-    }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return refuse("a WebSocket upgrade needs a Sec-WebSocket-Key header\n");
-    };
-    let accept = derive_accept_key(key.as_bytes());
-    let Some(on_upgrade) = request
-        .extensions_mut()
-        .remove::<hyper::upgrade::OnUpgrade>()
-    else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "this connection cannot be upgraded\n",
-        )
-            .into_response();
-    };
-    let AppState {
-        hub,
-        limits,
-        shutdown,
-        sessions,
-        metrics,
-        ..
-    } = state;
-    tokio::spawn(sessions.track_future(async move {
-        // The place is held for the connection's whole life.
-        let _ticket = ticket;
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let halves = tokio::io::split(TokioIo::new(upgraded));
-                session::run(halves, hub, limits, metrics, shutdown, peer).await;
-            }
-            Err(error) => debug!(%error, %peer, "WebSocket upgrade failed"),
-        }
-    }));
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, "websocket")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-        .body(Body::empty())
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 fn custom_response(custom: crate::provider::StaticResponse) -> Response {

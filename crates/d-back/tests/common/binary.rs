@@ -42,7 +42,14 @@ pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, SocketAddr) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    let stderr = child.stderr.take().unwrap();
+    let addr = announced_address(&mut child);
+    (child, addr)
+}
+
+/// Reads a started `d_back`'s stderr (which must be piped) until it says
+/// where it serves, and keeps draining it so the server never blocks on it.
+pub fn announced_address(child: &mut Child) -> SocketAddr {
+    let stderr = child.stderr.take().expect("stderr is piped");
     let (found, addr) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stderr).lines();
@@ -58,13 +65,10 @@ pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Child, SocketAddr) {
                 break;
             }
         }
-        // Keep draining so the server never blocks on a full pipe.
         for _ in lines {}
     });
-    let addr = addr
-        .recv_timeout(PATIENCE)
-        .expect("d_back announces its address");
-    (child, addr)
+    addr.recv_timeout(PATIENCE)
+        .expect("d_back announces its address")
 }
 
 pub fn signal(child: &Child, name: &str) {

@@ -2,7 +2,9 @@
 //! client's real address behind a reverse proxy.
 //!
 //! Every check happens before the upgrade, so a refused client costs one small
-//! HTTP response and never a session. A proxy's forwarding header is believed
+//! HTTP response and never a session. (Limits on connections of every kind,
+//! upgraded or not, are the [`gate`](crate::gate)'s; this counts WebSockets by
+//! the client's real address, which behind a proxy only the request tells.) A proxy's forwarding header is believed
 //! only when the TCP peer is one of the operator's trusted proxies; from anyone
 //! else it is ignored, so a client cannot dodge the per-address limit or forge
 //! its address in the logs.
@@ -19,8 +21,13 @@ use ipnet::IpNet;
 pub struct AccessRules {
     /// Most WebSocket connections open at once; more get HTTP 503.
     pub max_connections: Option<usize>,
-    /// Most WebSocket connections from one client address; more get HTTP 429.
+    /// Most connections of any kind (WebSocket, HTTP, TLS handshakes) from one
+    /// client address; more get HTTP 429, or are closed at once when nothing
+    /// can be said (TLS). `None` picks a quarter of the connection budget, so
+    /// that no single address can take the server's file descriptors.
     pub max_connections_per_ip: Option<usize>,
+    /// Most TLS handshakes in flight from one client address (default 16).
+    pub max_tls_handshakes_per_ip: Option<usize>,
     /// Browser origins allowed to open a WebSocket (empty: any). Others get HTTP 403.
     pub allowed_origins: Vec<String>,
     /// Reverse proxies whose forwarding header is believed.
@@ -31,7 +38,7 @@ pub struct AccessRules {
 
 /// Why a WebSocket was refused before the upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// `--max-connections` reached.
     Full,
     /// The per-address limit reached.
@@ -71,7 +78,7 @@ impl Refusal {
 
 /// The live state behind [`AccessRules`].
 #[derive(Debug)]
-pub(crate) struct Admission {
+pub struct Admission {
     rules: AccessRules,
     /// Normalised allowed origins.
     origins: Vec<String>,
@@ -87,7 +94,7 @@ struct OpenCounts {
 
 /// Held by a session for its life; gives its place back when dropped.
 #[derive(Debug)]
-pub(crate) struct Ticket {
+pub struct Ticket {
     admission: Arc<Admission>,
     address: IpAddr,
 }

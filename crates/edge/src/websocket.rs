@@ -1,0 +1,301 @@
+//! Turning an HTTP request into a WebSocket connection for a protocol: the
+//! access rules, the opening handshake (RFC 6455 section 4.2), and the
+//! [`Connection`] a protocol's session is handed.
+//!
+//! The handshake is answered here rather than by axum's `WebSocketUpgrade`
+//! because sessions speak the wire format themselves (see [`crate::ws`] for
+//! why); tungstenite still computes the accept key.
+//!
+//! A protocol calls [`WebSockets::accept`] from its router for a request that
+//! [`wants_websocket`]; everything before the session starts is decided here,
+//! and a refused client costs one small HTTP response.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+use tungstenite::handshake::derive_accept_key;
+
+use crate::admission::{Admission, Refusal, Ticket};
+use crate::gate::Place;
+use crate::metrics::EdgeMetrics;
+
+/// The upgraded byte stream of a WebSocket.
+pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+/// The half a session reads client frames from.
+pub type WsRead = ReadHalf<Upgraded>;
+/// The half a session's writer sends frames to.
+pub type WsWrite = WriteHalf<Upgraded>;
+
+/// Who is on the other end of an HTTP request; put into every request's
+/// extensions by the server.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The TCP peer (a reverse proxy, when there is one).
+    pub addr: SocketAddr,
+    /// The connection's place at the gate.
+    pub(crate) place: Arc<Place>,
+}
+
+/// Whether a request asks to become a WebSocket.
+pub fn wants_websocket(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Why a session should end although its client is still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The server is shutting down (close with 1001).
+    Shutdown,
+    /// The connection budget was spent and this connection had not earned its
+    /// place (close with 1013, "try again later").
+    Evicted,
+    /// The client did not do what its protocol asks of a real client in time
+    /// (close with 1008).
+    JoinDeadline,
+}
+
+/// One accepted WebSocket, handed to the protocol's session; its parts move
+/// apart (`let Connection { read, write, control } = connection;`) so the
+/// reader and the writer can run in different tasks.
+#[derive(Debug)]
+pub struct Connection {
+    /// Client frames arrive here.
+    pub read: WsRead,
+    /// Server frames go here.
+    pub write: WsWrite,
+    /// Who the client is, and what ends the session from outside.
+    pub control: Control,
+}
+
+/// Who a WebSocket's client is and what may end its session from outside.
+#[derive(Debug)]
+pub struct Control {
+    /// The client's address (behind a trusted proxy, the one it forwarded;
+    /// then the port is 0, since the proxy does not say it).
+    pub client: SocketAddr,
+    /// The opening request's headers (User-Agent, Cookie, Origin...).
+    pub headers: HeaderMap,
+    stop: Stop,
+}
+
+/// What ends a session from outside, and the join deadline.
+#[derive(Debug)]
+struct Stop {
+    shutdown: CancellationToken,
+    place: Arc<Place>,
+    /// Held for the connection's life: its place in the WebSocket counts.
+    _ticket: Ticket,
+    join_by: Instant,
+    /// Where a missed join deadline is counted.
+    metrics: EdgeMetrics,
+}
+
+impl Control {
+    /// Resolves when the session should end: shutdown, eviction, or a join
+    /// deadline missed (the deadline no longer applies once
+    /// [`earned`](Self::earned) was called).
+    pub async fn stopped(&self) -> StopReason {
+        let stop = &self.stop;
+        let deadline = async {
+            tokio::time::sleep_until(stop.join_by).await;
+            if stop.place.is_earned() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = stop.shutdown.cancelled() => StopReason::Shutdown,
+            _ = stop.place.evicted() => StopReason::Evicted,
+            _ = deadline => {
+                stop.metrics.deadline("websocket_join");
+                StopReason::JoinDeadline
+            }
+        }
+    }
+
+    /// The client did what a real one does (joined, identified): the join
+    /// deadline is lifted and the connection is never evicted.
+    pub fn earned(&self) {
+        self.stop.place.earn();
+    }
+}
+
+/// The WebSocket door of a server: cheap to clone into router state.
+#[derive(Debug, Clone)]
+pub struct WebSockets {
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) metrics: EdgeMetrics,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) sessions: TaskTracker,
+    pub(crate) join_deadline: Duration,
+}
+
+impl WebSockets {
+    /// Whether the server has begun shutting down (for a readiness check).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// The client address a request comes from, as [`Control::client`] would say it.
+    pub fn client_address(&self, request: &Request) -> Option<SocketAddr> {
+        let peer = request.extensions().get::<Peer>()?;
+        let address = self.admission.client_address(peer.addr, request.headers());
+        Some(SocketAddr::new(
+            address,
+            if address == peer.addr.ip() {
+                peer.addr.port()
+            } else {
+                0
+            },
+        ))
+    }
+
+    /// Applies the access rules and the handshake rules to `request`; if they
+    /// pass, answers 101 and runs `session` on the upgraded connection (tracked,
+    /// so shutdown waits for it), otherwise answers why not.
+    pub fn accept<F, Fut>(&self, mut request: Request, session: F) -> Response
+    where
+        F: FnOnce(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(peer) = request.extensions_mut().remove::<Peer>() else {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this connection did not come through the server's listener\n",
+            )
+                .into_response();
+        };
+        let headers = request.headers();
+        let address = self.admission.client_address(peer.addr, headers);
+        let admitted = if self.admission.origin_allowed(headers) {
+            self.admission.admit(address)
+        } else {
+            Err(Refusal::Origin)
+        };
+        let ticket = match admitted {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                self.metrics.refused(refusal.reason());
+                let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+                info!(client = %address, ?origin, reason = refusal.reason(), "WebSocket refused");
+                return refusal.response().into_response();
+            }
+        };
+        if let Some(refusal) = check_handshake(&request) {
+            return refusal;
+        }
+        let Some(key) = request.headers().get(header::SEC_WEBSOCKET_KEY) else {
+            return bad_request("a WebSocket upgrade needs a Sec-WebSocket-Key header\n");
+        };
+        let accept = derive_accept_key(key.as_bytes());
+        let Some(on_upgrade) = request
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>()
+        else {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this connection cannot be upgraded\n",
+            )
+                .into_response();
+        };
+        // Logs name the client, not the proxy it came through.
+        let client = SocketAddr::new(
+            address,
+            if address == peer.addr.ip() {
+                peer.addr.port()
+            } else {
+                0
+            },
+        );
+        let stop = Stop {
+            shutdown: self.shutdown.clone(),
+            place: peer.place,
+            _ticket: ticket,
+            join_by: Instant::now() + self.join_deadline,
+            metrics: self.metrics.clone(),
+        };
+        let headers = std::mem::take(request.headers_mut());
+        let metrics = self.metrics.clone();
+        self.sessions.spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+                    let connection = Connection {
+                        read,
+                        write,
+                        control: Control {
+                            client,
+                            headers,
+                            stop,
+                        },
+                    };
+                    session(connection).await;
+                }
+                Err(error) => {
+                    metrics.refused("upgrade_failed");
+                    debug!(%error, %client, "WebSocket upgrade failed");
+                }
+            }
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    }
+}
+
+fn bad_request(why: &'static str) -> Response {
+    (StatusCode::BAD_REQUEST, why).into_response()
+}
+
+/// The opening handshake's rules (RFC 6455 section 4.2.1), but the key;
+/// `Some` is the answer to a request that breaks them.
+fn check_handshake(request: &Request) -> Option<Response> {
+    let headers = request.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if request.method() != axum::http::Method::GET {
+        return Some(bad_request("a WebSocket upgrade must be a GET request\n"));
+    }
+    if !has_token(header::CONNECTION, "upgrade") {
+        return Some(bad_request(
+            "a WebSocket upgrade needs `Connection: upgrade`\n",
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Some(
+            (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::SEC_WEBSOCKET_VERSION, "13")],
+                "only WebSocket version 13 is spoken here\n",
+            )
+                .into_response(),
+        );
+    }
+    None
+}
