@@ -14,7 +14,6 @@ use common::binary::{signal, spawn, wait_exit};
 use common::*;
 use d_back::{ChatMessage, Deadlines, MockWorld, PresenceUpdate, Server, Status};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -441,24 +440,11 @@ async fn a_flooded_slow_watcher_is_resynchronised_not_dropped() {
         let frame = slow.recv().await;
         match frame["type"].as_str() {
             Some("message") if frame["data"]["message"] == "end" => break,
-            Some("message") => {}
-            Some("server-join") => {
-                joins += 1;
-                roster = frame["data"]["users"].as_object().unwrap().clone();
-            }
-            Some("presence") => {
-                let data = &frame["data"];
-                let uid = data["uid"].as_str().unwrap().to_owned();
-                if data["delete"] == true {
-                    roster.remove(&uid);
-                } else if let Some(user) = roster.get_mut(&uid) {
-                    user["status"] = data["status"].clone();
-                } else if data["username"].is_string() {
-                    roster.insert(uid, data.clone());
-                }
-            }
+            Some("message") | Some("presence") => {}
+            Some("server-join") => joins += 1,
             other => panic!("unexpected frame {other:?}"),
         }
+        apply_to_roster(&mut roster, &frame);
     }
     assert!(
         joins >= 1,
@@ -466,14 +452,6 @@ async fn a_flooded_slow_watcher_is_resynchronised_not_dropped() {
     );
     let (_fresh, join) = Client::joined(server.local_addr(), "dworld").await;
     let expected = join["data"]["users"].as_object().unwrap();
-    let statuses = |users: &serde_json::Map<String, Value>| {
-        let mut list: Vec<(String, Value)> = users
-            .iter()
-            .map(|(uid, user)| (uid.clone(), user["status"].clone()))
-            .collect();
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        list
-    };
     assert_eq!(
         statuses(&roster),
         statuses(expected),

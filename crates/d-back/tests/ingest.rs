@@ -281,3 +281,51 @@ async fn the_openapi_document_describes_every_endpoint() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_roster_replacements_leaves_a_watcher_connected_and_right() {
+    let (server, _) = ingest_server().await;
+    let addr = server.local_addr();
+    list_guild(addr).await;
+    let (mut watcher, _) = Client::connect(addr).await;
+    let join = watcher.join("default").await;
+    let mut roster = serde_json::Map::new();
+    apply_to_roster(&mut roster, &join);
+
+    // 100 replacements at once, each a different roster of 200 users.
+    let statuses_cycle = ["online", "idle", "dnd", "offline"];
+    let replacements = (0..100).map(|round| {
+        let users: Vec<Value> = (0..200)
+            .map(|i| {
+                json!({
+                    "uid": format!("{}", 1000 + (i + round) % 260),
+                    "username": format!("user {i}"),
+                    "status": statuses_cycle[(i + round) % 4],
+                })
+            })
+            .collect();
+        let body = Value::Array(users).to_string();
+        async move {
+            let path = format!("/api/ingest/servers/{GUILD}/users");
+            call(addr, "PUT", &path, Some(TOKEN), &body).await.status
+        }
+    });
+    let reading = async {
+        // Read as a browser does while the burst goes on.
+        while let Some(frame) = watcher.next_json(QUIET * 3).await {
+            assert_ne!(frame["type"], "error", "{frame}");
+            apply_to_roster(&mut roster, &frame);
+        }
+    };
+    let (returned, ()) = tokio::join!(futures_util::future::join_all(replacements), reading);
+    assert!(returned.iter().all(|status| *status == 200), "{returned:?}");
+    let (_fresh, fresh_join) = Client::joined(addr, "default").await;
+    let expected = fresh_join["data"]["users"].as_object().unwrap();
+    assert_eq!(
+        statuses(&roster),
+        statuses(expected),
+        "the watcher ends where a new joiner starts"
+    );
+    assert_eq!(server.hub().connections(), 2, "the watcher was not closed");
+    server.shutdown().await;
+}

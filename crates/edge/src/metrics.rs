@@ -62,7 +62,7 @@ impl EdgeMetrics {
     }
 
     /// A connection dropped at a deadline (`tls_handshake`, `request_head`,
-    /// `websocket_join`, `write_stall`).
+    /// `websocket_join`).
     pub fn deadline(&self, which: &'static str) {
         self.deadlines
             .get_or_create(&vec![("deadline", which)])

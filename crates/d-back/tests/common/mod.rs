@@ -346,3 +346,38 @@ pub async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Du
         }
     }
 }
+
+/// What a d-zone client shows after `frame`: a `server-join` replaces the
+/// roster, a `presence` changes, adds or removes one user, as the client does.
+pub fn apply_to_roster(roster: &mut serde_json::Map<String, Value>, frame: &Value) {
+    match frame["type"].as_str() {
+        Some("server-join") => {
+            *roster = frame["data"]["users"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+        }
+        Some("presence") => {
+            let data = &frame["data"];
+            let uid = data["uid"].as_str().unwrap_or_default().to_owned();
+            if data["delete"] == true {
+                roster.remove(&uid);
+            } else if let Some(user) = roster.get_mut(&uid) {
+                user["status"] = data["status"].clone();
+            } else if data["username"].is_string() {
+                roster.insert(uid, data.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Each user's status, sorted by id, to compare two rosters.
+pub fn statuses(roster: &serde_json::Map<String, Value>) -> Vec<(String, Value)> {
+    let mut list: Vec<(String, Value)> = roster
+        .iter()
+        .map(|(uid, user)| (uid.clone(), user["status"].clone()))
+        .collect();
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    list
+}
