@@ -20,6 +20,7 @@
 //! - [`writer`]: the task that drains an outbox to its socket, pings, and
 //!   drops a client that stops reading;
 //! - [`rate`]: a client's allowance of frames per second;
+//! - [`process`]: logging set-up and the stop signal, for server commands;
 //! - [`EdgeMetrics`]: what all of this counts, registered into the protocol's
 //!   Prometheus registry.
 //!
@@ -31,6 +32,7 @@ pub mod gate;
 mod io;
 mod metrics;
 pub mod outbox;
+pub mod process;
 pub mod rate;
 mod server;
 mod tls;
