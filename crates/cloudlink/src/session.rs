@@ -135,6 +135,7 @@ pub async fn run<R, W>(
         // The writer ended by itself (the socket failed or stalled, or a
         // close was sent); a JoinHandle must not be awaited twice.
         _ = &mut writer => {
+            debug!(uuid = client.uuid(), "the writer ended: the socket failed or a close was sent");
             writer_finished = true;
             Ending::Gone
         }
@@ -145,18 +146,22 @@ pub async fn run<R, W>(
     if let Some(protocol) = client.protocol() {
         Hooks::run(hooks.protocol_disconnect.get(&protocol), event).await;
     }
-    let close = match ending {
-        Ending::Close(code, reason) => Some(CloseRequest::new(code, reason)),
+    // A close of ours goes out after what is already queued (a last status
+    // code, say); a client that is gone gets nothing more.
+    let code = match ending {
+        Ending::Close(code, reason) => {
+            outbox.finish(CloseRequest::new(code, reason));
+            Some(code)
+        }
         Ending::Finishing => None,
-        Ending::Gone => Some(CloseRequest {
-            code: None,
-            reason: Cow::Borrowed(""),
-        }),
+        Ending::Gone => {
+            outbox.close(CloseRequest {
+                code: None,
+                reason: Cow::Borrowed(""),
+            });
+            None
+        }
     };
-    let code = close.as_ref().and_then(|c| c.code);
-    if let Some(close) = close {
-        outbox.close(close);
-    }
     let writer_task = writer.abort_handle();
     if !writer_finished && timeout(writer_grace, writer).await.is_err() {
         debug!("writer did not finish in time; stopping it");

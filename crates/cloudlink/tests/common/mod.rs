@@ -19,6 +19,11 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// Starts a server with these protocol settings on 127.0.0.1, any free port.
 pub async fn start(builder: Builder) -> RunningServer {
+    // Logs only when asked for, e.g. RUST_LOG=cloudlink=debug.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     Server::builder()
         .host("127.0.0.1")
         .port(0)
@@ -69,6 +74,26 @@ impl Client {
         }
     }
 
+    /// Connects with a tiny socket receive buffer, for a client that will
+    /// stop reading: the server's writes then block soon.
+    pub async fn connect_small_buffer(url: &str, label: &str) -> Self {
+        let address = url
+            .trim_start_matches("ws://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("a ws://address/ URL");
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(address).await.expect("connecting");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("the WebSocket handshake succeeds");
+        Self {
+            ws,
+            label: label.to_owned(),
+        }
+    }
+
     /// Sends a JSON message.
     pub async fn send(&mut self, message: Value) {
         self.send_text(&message.to_string()).await;
@@ -76,15 +101,16 @@ impl Client {
 
     /// Sends a text frame as is.
     pub async fn send_text(&mut self, text: &str) {
-        self.ws
-            .send(Message::text(text))
-            .await
-            .expect("sending a frame");
+        let label = &self.label;
+        let sent = self.ws.send(Message::text(text)).await;
+        sent.unwrap_or_else(|e| panic!("{label}: sending a frame failed: {e}"));
     }
 
     /// Sends a raw frame.
     pub async fn send_raw(&mut self, message: Message) {
-        self.ws.send(message).await.expect("sending a frame");
+        let label = &self.label;
+        let sent = self.ws.send(message).await;
+        sent.unwrap_or_else(|e| panic!("{label}: sending a frame failed: {e}"));
     }
 
     /// The next thing the server sends (pings answered and skipped).
