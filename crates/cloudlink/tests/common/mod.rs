@@ -222,3 +222,32 @@ pub fn sorted_users(mut message: Value) -> Value {
     }
     message
 }
+
+impl Client {
+    /// Connects over TLS, trusting exactly `cert` (for a server on `localhost`).
+    pub async fn connect_tls(addr: std::net::SocketAddr, cert: &rcgen::Certificate) -> Self {
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = TcpStream::connect(addr).await.expect("connecting");
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .expect("the TLS handshake succeeds");
+        let (ws, _) =
+            tokio_tungstenite::client_async("wss://localhost/", MaybeTlsStream::Rustls(tls))
+                .await
+                .expect("the WebSocket handshake succeeds");
+        Self {
+            ws,
+            label: "tls".to_owned(),
+        }
+    }
+}
