@@ -191,17 +191,16 @@ impl Session<'_> {
                     info!(client = %self.client.address(), "client silent for {:?}; dropping it", self.silence);
                     return Ending::Gone;
                 }
-                Ok(Err(ReadError::TooBig)) => {
-                    info!(client = %self.client.address(), "client sent a message over the size limit; closing with 1009");
-                    return Ending::Close(CLOSE_TOO_BIG, "message too big");
-                }
-                Ok(Err(ReadError::Protocol(what))) => {
-                    info!(client = %self.client.address(), "client broke the WebSocket protocol ({what}); closing with 1002");
-                    return Ending::Close(CLOSE_PROTOCOL, "WebSocket protocol error");
-                }
                 Ok(Err(ReadError::Io(error))) => {
                     debug!(client = %self.client.address(), %error, "connection ended");
                     return Ending::Gone;
+                }
+                Ok(Err(error)) => {
+                    let Some((code, reason)) = error.close() else {
+                        return Ending::Gone;
+                    };
+                    info!(client = %self.client.address(), "client broke the WebSocket rules ({error:?}); closing with {code}");
+                    return Ending::Close(code, reason);
                 }
                 Ok(Ok(message)) => message,
             };
@@ -217,7 +216,10 @@ impl Session<'_> {
                     continue;
                 }
                 ws::Incoming::Pong => continue,
-                ws::Incoming::Close(_) => return Ending::Close(CLOSE_NORMAL, ""),
+                // The client's close is answered by echoing its code (RFC 6455 5.5.1).
+                ws::Incoming::Close(code) => {
+                    return Ending::Close(code.unwrap_or(ws::CLOSE_NORMAL), "");
+                }
             };
             match self.rate.as_mut().map_or(Verdict::Handle, RateGuard::check) {
                 Verdict::Handle => {}
