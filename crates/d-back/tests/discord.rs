@@ -97,10 +97,8 @@ async fn a_guild_reaches_browsers_live_and_across_a_reconnect() {
     let mut fake = FakeDiscord::start().await;
     let store = Store::new();
     let (source, mut conn, identify) = connect_bot(&mut fake, &store).await;
-    assert_eq!(
-        identify["d"]["token"], BOT_TOKEN,
-        "the Bot prefix is not sent"
-    );
+    // twilight sends the token as `Bot <token>`, which Discord accepts in IDENTIFY and RESUME.
+    assert_eq!(identify["d"]["token"], format!("Bot {BOT_TOKEN}"));
     assert_eq!(identify["d"]["intents"], INTENTS);
 
     conn.dispatch("GUILD_CREATE", 2, guild_create());
@@ -205,7 +203,7 @@ async fn a_guild_reaches_browsers_live_and_across_a_reconnect() {
     let resume = resumed.expect_op(6).await;
     assert_eq!(
         resume["d"],
-        json!({"token": BOT_TOKEN, "session_id": "session-1", "seq": 9})
+        json!({"token": format!("Bot {BOT_TOKEN}"), "session_id": "session-1", "seq": 9})
     );
     resumed.dispatch("RESUMED", 10, json!({}));
     resumed.dispatch("PRESENCE_UPDATE", 11, presence(ALICE, "idle"));
@@ -436,7 +434,7 @@ async fn large_guilds_are_completed_and_role_changes_recolour() {
     let request = conn.expect_op(8).await;
     assert_eq!(
         request["d"],
-        json!({"guild_id": GUILD, "query": "", "limit": 0, "presences": true}),
+        json!({"guild_id": GUILD, "query": "", "limit": 0, "presences": true, "nonce": "d-back-1"}),
         "the rest of a large guild's members are asked for"
     );
     let server = serve(&store).await;
@@ -446,7 +444,7 @@ async fn large_guilds_are_completed_and_role_changes_recolour() {
     conn.dispatch(
         "GUILD_MEMBERS_CHUNK",
         3,
-        json!({"guild_id": GUILD, "chunk_index": 0, "chunk_count": 1,
+        json!({"guild_id": GUILD, "chunk_index": 0, "chunk_count": 1, "nonce": "d-back-1",
                "members": [member(BOB, "bob", json!({"roles": ["r-blue"]}))],
                "presences": [presence(BOB, "dnd")]}),
     );

@@ -1,7 +1,8 @@
 //! A local stand-in for Discord, the only fake the tests use (a real Discord
 //! cannot be reached from a test): a gateway over WebSocket that the test
 //! scripts frame by frame, and the REST endpoints d-back calls
-//! (`/api/users/@me`, `/api/applications/@me`).
+//! (`/api/gateway/bot`, `/api/users/@me`, `/api/applications/@me`,
+//! `/api/guilds/{guild}/members/{user}`).
 //!
 //! The gateway sends `HELLO` on connect and answers heartbeats by itself;
 //! everything else the bot sends is handed to the test, which decides what
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{OriginalUri, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,6 +27,8 @@ use tokio::sync::mpsc;
 
 /// Token the fake's `/users/@me` answers slowly, to test time-outs.
 pub const SLOW_TOKEN: &str = "slow-token";
+/// Token the fake's `/users/@me` first answers with a 429 (then as usual).
+pub const RATE_LIMITED_TOKEN: &str = "rate-limited-token";
 
 /// How long a test waits for the bot to do something.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -44,6 +47,16 @@ struct Shared {
     mute: Arc<std::sync::atomic::AtomicBool>,
     /// New gateway connections, for the test to take.
     connections: Arc<Mutex<Option<mpsc::UnboundedSender<GatewayConn>>>>,
+    /// `shards` of `/gateway/bot` (0 = 1).
+    shards: Arc<AtomicU64>,
+    /// Calls to `/gateway/bot`.
+    gateway_bot_calls: Arc<AtomicUsize>,
+    /// (guild, user) pairs `/guilds/{guild}/members/{user}` knows.
+    guild_members: Arc<Mutex<Vec<(String, String)>>>,
+    /// Calls to `/guilds/{guild}/members/{user}`.
+    member_lookups: Arc<AtomicUsize>,
+    /// Whether `RATE_LIMITED_TOKEN` was already answered with a 429.
+    rate_limited_once: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The running fake.
@@ -55,8 +68,10 @@ pub struct FakeDiscord {
 
 /// One bot connection to the fake gateway.
 pub struct GatewayConn {
-    /// The path the bot connected to (`/` or `/resume`).
+    /// The path the bot connected to (`/` or `/resume`), without a trailing slash.
     pub path: String,
+    /// The query string (`v=10&encoding=json&compress=...`).
+    pub query: String,
     to_bot: mpsc::UnboundedSender<Message>,
     from_bot: mpsc::UnboundedReceiver<Value>,
 }
@@ -69,6 +84,8 @@ impl FakeDiscord {
         let app = Router::new()
             .route("/api/users/@me", get(users_me))
             .route("/api/applications/@me", get(application))
+            .route("/api/gateway/bot", get(gateway_bot))
+            .route("/api/guilds/{guild}/members/{user}", get(guild_member))
             .fallback(gateway)
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -115,6 +132,28 @@ impl FakeDiscord {
     /// Stops (or resumes) acknowledging heartbeats.
     pub fn mute_heartbeats(&self, mute: bool) {
         self.shared.mute.store(mute, Ordering::SeqCst);
+    }
+
+    /// Makes `/gateway/bot` ask for this many shards.
+    pub fn set_shards(&self, shards: u64) {
+        self.shared.shards.store(shards, Ordering::SeqCst);
+    }
+
+    pub fn gateway_bot_calls(&self) -> usize {
+        self.shared.gateway_bot_calls.load(Ordering::SeqCst)
+    }
+
+    /// Makes `/guilds/{guild}/members/{user}` find this member.
+    pub fn add_guild_member(&self, guild: &str, user: &str) {
+        self.shared
+            .guild_members
+            .lock()
+            .unwrap()
+            .push((guild.to_owned(), user.to_owned()));
+    }
+
+    pub fn member_lookups(&self) -> usize {
+        self.shared.member_lookups.load(Ordering::SeqCst)
     }
 
     pub fn me_calls(&self) -> usize {
@@ -195,11 +234,15 @@ async fn gateway(
     OriginalUri(uri): OriginalUri,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let path = uri.path().to_owned();
-    upgrade.on_upgrade(move |socket| pump(socket, shared, path))
+    let path = match uri.path().trim_end_matches('/') {
+        "" => "/".to_owned(),
+        path => path.to_owned(),
+    };
+    let query = uri.query().unwrap_or_default().to_owned();
+    upgrade.on_upgrade(move |socket| pump(socket, shared, path, query))
 }
 
-async fn pump(socket: WebSocket, shared: Shared, path: String) {
+async fn pump(socket: WebSocket, shared: Shared, path: String, query: String) {
     let (to_bot, mut outgoing) = mpsc::unbounded_channel::<Message>();
     let (incoming, from_bot) = mpsc::unbounded_channel::<Value>();
     let interval = match shared.heartbeat_ms.load(Ordering::SeqCst) {
@@ -210,6 +253,7 @@ async fn pump(socket: WebSocket, shared: Shared, path: String) {
     let _ = to_bot.send(Message::text(hello.to_string()));
     let conn = GatewayConn {
         path,
+        query,
         to_bot: to_bot.clone(),
         from_bot,
     };
@@ -259,6 +303,13 @@ async fn users_me(State(shared): State<Shared>, headers: HeaderMap) -> Response 
     if token == SLOW_TOKEN {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
+    if token == RATE_LIMITED_TOKEN && !shared.rate_limited_once.swap(true, Ordering::SeqCst) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({"message": "You are being rate limited.", "retry_after": 0.2, "global": false})),
+        )
+            .into_response();
+    }
     let known = shared.tokens.lock().unwrap().get(&token).cloned();
     match known {
         Some(id) => axum::Json(json!({"id": id, "username": format!("user{id}")})).into_response(),
@@ -280,4 +331,51 @@ async fn application(State(shared): State<Shared>, headers: HeaderMap) -> Respon
     }
     axum::Json(json!({"id": "900", "flags": shared.app_flags.load(Ordering::SeqCst)}))
         .into_response()
+}
+
+fn is_bot(headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bot "))
+}
+
+async fn gateway_bot(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    shared.gateway_bot_calls.fetch_add(1, Ordering::SeqCst);
+    if !is_bot(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let shards = shared.shards.load(Ordering::SeqCst).max(1);
+    axum::Json(json!({
+        "url": "wss://gateway.discord.gg",
+        "shards": shards,
+        "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 14_400_000, "max_concurrency": shards},
+    }))
+    .into_response()
+}
+
+async fn guild_member(
+    State(shared): State<Shared>,
+    Path((guild, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    shared.member_lookups.fetch_add(1, Ordering::SeqCst);
+    if !is_bot(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let known = shared
+        .guild_members
+        .lock()
+        .unwrap()
+        .contains(&(guild, user.clone()));
+    if known {
+        axum::Json(json!({"user": {"id": user, "username": format!("user{user}")}, "roles": []}))
+            .into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "Unknown Member", "code": 10007})),
+        )
+            .into_response()
+    }
 }
