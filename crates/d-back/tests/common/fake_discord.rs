@@ -170,20 +170,34 @@ impl FakeDiscord {
 
     /// Accepts a connection, expects IDENTIFY, answers READY; returns the connection and the IDENTIFY.
     pub async fn accept_and_ready(&mut self, session: &str) -> (GatewayConn, Value) {
+        self.accept_and_ready_in(session, &[]).await
+    }
+
+    /// Like [`accept_and_ready`](Self::accept_and_ready), with READY naming the bot's `guilds`.
+    pub async fn accept_and_ready_in(
+        &mut self,
+        session: &str,
+        guilds: &[&str],
+    ) -> (GatewayConn, Value) {
         let mut conn = self.next_connection().await;
         let identify = conn.expect_op(2).await;
-        conn.dispatch(
-            "READY",
-            1,
-            json!({
-                "v": 10,
-                "session_id": session,
-                "resume_gateway_url": self.resume_url(),
-                "user": {"id": "900", "username": "d-zone-bot", "bot": true},
-                "guilds": [],
-            }),
-        );
+        conn.dispatch("READY", 1, self.ready(session, guilds));
         (conn, identify)
+    }
+
+    /// A READY payload for a new session in `guilds` (each unavailable until its GUILD_CREATE).
+    pub fn ready(&self, session: &str, guilds: &[&str]) -> Value {
+        let guilds: Vec<Value> = guilds
+            .iter()
+            .map(|id| json!({"id": id, "unavailable": true}))
+            .collect();
+        json!({
+            "v": 10,
+            "session_id": session,
+            "resume_gateway_url": self.resume_url(),
+            "user": {"id": "900", "username": "d-zone-bot", "bot": true},
+            "guilds": guilds,
+        })
     }
 }
 
@@ -243,6 +257,7 @@ async fn gateway(
 }
 
 async fn pump(socket: WebSocket, shared: Shared, path: String, query: String) {
+    let compress = query.contains("compress=zlib-stream");
     let (to_bot, mut outgoing) = mpsc::unbounded_channel::<Message>();
     let (incoming, from_bot) = mpsc::unbounded_channel::<Value>();
     let interval = match shared.heartbeat_ms.load(Ordering::SeqCst) {
@@ -260,11 +275,16 @@ async fn pump(socket: WebSocket, shared: Shared, path: String, query: String) {
     if let Some(connections) = shared.connections.lock().unwrap().as_ref() {
         let _ = connections.send(conn);
     }
+    // Like Discord, compress every frame into one zlib stream when the bot asks for it.
+    let mut zlib = compress.then(|| flate2::Compress::new(flate2::Compression::fast(), true));
     let (mut sink, mut stream) = socket.split();
     loop {
         tokio::select! {
             out = outgoing.recv() => {
-                let Some(message) = out else { return };
+                let Some(mut message) = out else { return };
+                if let (Some(zlib), Message::Text(text)) = (&mut zlib, &message) {
+                    message = Message::Binary(deflate(zlib, text.as_bytes()).into());
+                }
                 let closing = matches!(message, Message::Close(_));
                 if sink.send(message).await.is_err() || closing {
                     return;
@@ -289,6 +309,22 @@ async fn pump(socket: WebSocket, shared: Shared, path: String, query: String) {
                 }
             }
         }
+    }
+}
+
+/// One frame of a zlib stream: `data`, then a sync flush (ending in `00 00 ff ff`).
+fn deflate(zlib: &mut flate2::Compress, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    let mut input = data;
+    loop {
+        let before = zlib.total_in();
+        zlib.compress_vec(input, &mut out, flate2::FlushCompress::Sync)
+            .expect("zlib compresses");
+        input = &input[(zlib.total_in() - before) as usize..];
+        if input.is_empty() && out.len() < out.capacity() {
+            return out;
+        }
+        out.reserve(out.capacity().max(64));
     }
 }
 
