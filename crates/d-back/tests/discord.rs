@@ -396,6 +396,27 @@ async fn a_refused_privileged_intent_names_the_switch() {
 }
 
 #[tokio::test]
+async fn a_used_up_session_start_limit_ends_the_start_at_once() {
+    let mut fake = FakeDiscord::start().await;
+    fake.set_sessions_remaining(0);
+    let error = start_bot(&fake, &Store::new()).await.unwrap().unwrap_err();
+    assert_eq!(
+        error,
+        DiscordError::SessionLimit(Duration::from_secs(14_400))
+    );
+    assert!(
+        error.to_string().contains("start d-back again after that"),
+        "{error}"
+    );
+    assert!(
+        tokio::time::timeout(QUIET, fake.next_connection())
+            .await
+            .is_err(),
+        "no identify is spent"
+    );
+}
+
+#[tokio::test]
 async fn a_rejected_token_ends_the_start_of_the_command() {
     let mut fake = FakeDiscord::start().await;
     let gateway = fake.gateway_url();

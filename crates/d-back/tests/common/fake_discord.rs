@@ -55,6 +55,8 @@ struct Shared {
     guild_members: Arc<Mutex<Vec<(String, String)>>>,
     /// Calls to `/guilds/{guild}/members/{user}`.
     member_lookups: Arc<AtomicUsize>,
+    /// `remaining` of `/gateway/bot`'s `session_start_limit` (default 1000).
+    sessions_remaining: Arc<Mutex<Option<u64>>>,
     /// Whether `RATE_LIMITED_TOKEN` was already answered with a 429.
     rate_limited_once: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -137,6 +139,11 @@ impl FakeDiscord {
     /// Makes `/gateway/bot` ask for this many shards.
     pub fn set_shards(&self, shards: u64) {
         self.shared.shards.store(shards, Ordering::SeqCst);
+    }
+
+    /// Makes `/gateway/bot` say how many sessions the bot may still start today.
+    pub fn set_sessions_remaining(&self, remaining: u64) {
+        *self.shared.sessions_remaining.lock().unwrap() = Some(remaining);
     }
 
     pub fn gateway_bot_calls(&self) -> usize {
@@ -382,10 +389,11 @@ async fn gateway_bot(State(shared): State<Shared>, headers: HeaderMap) -> Respon
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let shards = shared.shards.load(Ordering::SeqCst).max(1);
+    let remaining = shared.sessions_remaining.lock().unwrap().unwrap_or(1000);
     axum::Json(json!({
         "url": "wss://gateway.discord.gg",
         "shards": shards,
-        "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 14_400_000, "max_concurrency": shards},
+        "session_start_limit": {"total": 1000, "remaining": remaining, "reset_after": 14_400_000, "max_concurrency": shards},
     }))
     .into_response()
 }

@@ -80,12 +80,6 @@ pub(super) async fn run(
     let Reports { ready, failed } = reports;
     let mut ready = Some(ready);
     let limit = &info.session_start_limit;
-    if limit.remaining == 0 {
-        warn!(
-            reset_after_ms = limit.reset_after,
-            "Discord allows no more new sessions for now; the bot connects when the limit resets"
-        );
-    }
     let queue = InMemoryQueue::new(
         limit.max_concurrency,
         limit.remaining,

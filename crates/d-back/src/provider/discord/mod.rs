@@ -135,6 +135,11 @@ pub enum DiscordError {
         /// Discord's words.
         reason: String,
     },
+    /// The bot may start no new session now: its daily `session_start_limit` is used up.
+    #[error(
+        "Discord allows this bot no new session for another {0:?} (its daily session start limit is used up); start d-back again after that"
+    )]
+    SessionLimit(Duration),
     /// Discord did not accept the bot in time.
     #[error("Discord did not accept the bot within {0:?}; check the network and try again")]
     NoReady(Duration),
@@ -186,6 +191,13 @@ impl DiscordSource {
         super::install_tls_provider();
         let api = rest::BotApi::new(&config);
         let info = api.gateway_bot().await?;
+        let limit = &info.session_start_limit;
+        if limit.remaining == 0 {
+            // Waiting hours for the limit to reset would look like a hang.
+            return Err(DiscordError::SessionLimit(Duration::from_millis(
+                limit.reset_after,
+            )));
+        }
         let stop = CancellationToken::new();
         let (ready, ready_rx) = oneshot::channel();
         let (failed, failed_rx) = watch::channel(None);
