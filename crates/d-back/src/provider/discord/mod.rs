@@ -15,7 +15,7 @@
 //! good (a token reset, an intent switched off while it runs): then it ends and
 //! [`DiscordSource::failed`] says why. It never logs the bot token.
 //!
-//! The gateway protocol itself is twilight's (see [`gateway`] for why); this
+//! The gateway protocol itself is twilight's (the `gateway` module says why); this
 //! module and its children decide what the events mean for d-zone.
 
 mod events;
