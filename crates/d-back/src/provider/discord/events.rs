@@ -226,7 +226,7 @@ impl Mapper {
                 info!(guild = %id, "the bot left a guild while disconnected; it is no longer listed");
                 self.store.remove_server(&id);
             } else {
-                info!(guild = %id, "the bot is no longer in a guild the data file lists; it stays listed");
+                info!(guild = %id, "the bot is no longer in a guild the operator listed (data file or ingest API); it stays listed");
             }
         }
         // Member requests of the old session will not be answered.
