@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of d-back: unit tests, integration tests over real sockets,
 # the CLI tests against the built binary, the browser test of the built-in
-# page in headless Chromium, and the documentation examples.
+# page in headless Chromium, the documentation examples, and the d_back
+# Python package's tests (scripts/test-python.sh).
 #
-# Needs the Rust toolchain and Chromium. Chromium is installed with apt-get
+# Needs the Rust toolchain, Chromium, and python3 (3.9+, with venv; PyPI the
+# first time, for maturin, pytest and websockets). Chromium is installed with apt-get
 # when it is missing and we may (root on Debian/Ubuntu); otherwise this stops
 # and says how to install it. Nothing is skipped.
 set -euo pipefail
@@ -34,3 +36,4 @@ if ! find_chromium >/dev/null; then
 fi
 
 cargo test --workspace --locked "$@"
+./scripts/test-python.sh

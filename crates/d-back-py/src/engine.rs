@@ -1,10 +1,10 @@
 //! One `WebSocketServer`'s engine: start, stop, broadcast, count.
 //!
-//! Start and stop run on the extension's runtime and report back through a
-//! Python callable (`done(error, port)`) that the Python side turns into the
-//! result of an awaitable, so neither blocks the event loop: stopping waits
-//! for connections to close, and those may be waiting on a callback that
-//! needs that very loop. Broadcasts are plain calls that queue one frame for
+//! Start and stop run on the extension's runtime and report back through the
+//! server's mailbox, which has the loop call `done(error, port)`; the Python
+//! side turns that into the result of an awaitable, so neither blocks the
+//! event loop: stopping waits for connections to close, and those may be
+//! waiting on a callback that needs that very loop. Broadcasts are plain calls that queue one frame for
 //! every watcher and return at once, without the GIL while they do.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +15,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::convert;
-use crate::mailbox::{Hook, Mailbox};
+use crate::mailbox::{Hook, Mailbox, Outbox};
 use crate::provider::{HookFlags, PythonProvider};
 use crate::runtime;
 
@@ -36,8 +36,13 @@ enum State {
     Idle,
     /// Binding; the Python side waits for it before it stops.
     Starting,
-    /// Listening, with the handle broadcasts go through.
-    Serving { server: RunningServer, hub: Hub },
+    /// Listening, with the handle broadcasts go through and the mailbox that
+    /// reports the stop.
+    Serving {
+        server: RunningServer,
+        hub: Hub,
+        outbox: Arc<Outbox>,
+    },
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -51,15 +56,6 @@ impl Engine {
             _ => None,
         }
     }
-}
-
-/// Calls `done(error, port)` from an engine thread, unless Python is gone.
-fn report(done: Py<PyAny>, error: Option<String>, port: Option<u16>) {
-    Python::try_attach(|py| {
-        if let Err(err) = done.call1(py, (error, port)) {
-            err.print(py);
-        }
-    });
 }
 
 fn hook_named(name: &str) -> PyResult<Hook> {
@@ -109,9 +105,10 @@ impl Engine {
             .ok_or_else(|| {
                 PyValueError::new_err("callback_timeout must be a positive number of seconds")
             })?;
+        let outbox = Arc::clone(&mailbox.get().outbox);
         let provider = PythonProvider {
             hooks: Arc::clone(&self.hooks),
-            outbox: Arc::clone(&mailbox.get().outbox),
+            outbox: Arc::clone(&outbox),
             world: MockWorld::new(),
             patience: timeout + PATIENCE_MARGIN,
         };
@@ -134,12 +131,17 @@ impl Engine {
                 Ok(server) => {
                     let port = server.local_addr().port();
                     let hub = server.hub();
-                    *lock(&state) = State::Serving { server, hub };
-                    report(done, None, Some(port));
+                    let reporter = Arc::clone(&outbox);
+                    *lock(&state) = State::Serving {
+                        server,
+                        hub,
+                        outbox,
+                    };
+                    reporter.complete(done, None, Some(port));
                 }
                 Err(error) => {
                     *lock(&state) = State::Idle;
-                    report(done, Some(error.to_string()), None);
+                    outbox.complete(done, Some(error.to_string()), None);
                 }
             }
         });
@@ -148,11 +150,11 @@ impl Engine {
 
     /// Stops serving: stops accepting, closes every WebSocket with 1001 and
     /// waits (at most 2 s) for them; then calls `done(None, None)`.
-    fn stop(&self, done: Py<PyAny>) -> PyResult<()> {
+    fn stop(&self, py: Python<'_>, done: Py<PyAny>) -> PyResult<()> {
         let serving = {
             let mut state = lock(&self.state);
             match std::mem::replace(&mut *state, State::Idle) {
-                State::Serving { server, .. } => Some(server),
+                State::Serving { server, outbox, .. } => Some((server, outbox)),
                 State::Idle => None,
                 State::Starting => {
                     *state = State::Starting;
@@ -163,15 +165,15 @@ impl Engine {
             }
         };
         match serving {
-            Some(server) => {
+            Some((server, outbox)) => {
                 runtime::get().spawn(async move {
                     server.shutdown().await;
-                    report(done, None, None);
+                    outbox.complete(done, None, None);
                 });
+                Ok(())
             }
-            None => report(done, None, None),
+            None => done.call1(py, (None::<String>, None::<u16>)).map(drop),
         }
-        Ok(())
     }
 
     /// Whether the server is listening.

@@ -1,10 +1,15 @@
 //! Questions from the engine's threads to the Python event loop, and the answers back.
 //!
 //! A question is posted from a tokio thread without the GIL. The first one
-//! posted while the loop is not yet scheduled to look wakes it (one
-//! `call_soon_threadsafe`); the loop then takes every waiting question at
-//! once and runs each as a task. Under load that is one wake-up per batch,
-//! not per question, and the engine's threads touch the GIL only for the wake.
+//! posted while the loop is not yet due to look rings a bell: one byte
+//! written to a socket the loop watches (`loop.add_reader`). The loop then
+//! takes every waiting item at once and runs each question as a task. Under
+//! load that is one wake-up per batch, not per question.
+//!
+//! Engine threads never attach to the interpreter, not even to wake the loop:
+//! a thread that attaches while the interpreter finalizes (Ctrl-C at the
+//! wrong moment) can abort the process. The same mailbox carries the
+//! completions of `start()` and `stop()` back to Python for that reason.
 //!
 //! Each question carries a [`Reply`]; the Python side answers through it once.
 //! A reply dropped unanswered (the loop closed, the task was collected) reads
@@ -75,57 +80,107 @@ pub enum Answer {
 /// The outcome the engine waits for: an answer, or why there is none.
 pub type Outcome = Result<Answer, String>;
 
-/// One question waiting for the loop.
-struct Question {
-    hook: Hook,
-    args: Args,
-    reply: oneshot::Sender<Outcome>,
+/// Something waiting for the loop.
+enum Item {
+    /// A question for a callback.
+    Question {
+        hook: Hook,
+        args: Args,
+        reply: oneshot::Sender<Outcome>,
+    },
+    /// `start()` or `stop()` finished: call `done(error, port)` on the loop.
+    Done {
+        done: Py<PyAny>,
+        error: Option<String>,
+        port: Option<u16>,
+    },
+}
+
+/// The socket end the engine writes a byte to, to wake the loop.
+#[cfg(unix)]
+type Bell = std::os::unix::net::UnixStream;
+#[cfg(windows)]
+type Bell = std::net::TcpStream;
+
+/// Takes ownership of the socket `fd` (from Python's `socket.detach()`).
+fn bell_from(fd: i64) -> PyResult<Bell> {
+    #[cfg(unix)]
+    let bell = {
+        use std::os::fd::FromRawFd;
+        let fd = std::os::fd::RawFd::try_from(fd)
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("not a file descriptor"))?;
+        // SAFETY: Python detached the socket, so this is now its only owner.
+        unsafe { Bell::from_raw_fd(fd) }
+    };
+    #[cfg(windows)]
+    let bell = {
+        use std::os::windows::io::FromRawSocket;
+        let socket = std::os::windows::io::RawSocket::try_from(fd)
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("not a socket"))?;
+        // SAFETY: Python detached the socket, so this is now its only owner.
+        unsafe { Bell::from_raw_socket(socket) }
+    };
+    bell.set_nonblocking(true)?;
+    Ok(bell)
 }
 
 /// The engine's end of a mailbox; cheap to share between tasks.
 pub struct Outbox {
-    queue: Mutex<Vec<Question>>,
-    /// True from the wake-up until the loop takes the queue.
+    queue: Mutex<Vec<Item>>,
+    /// True from the bell until the loop takes the queue.
     scheduled: AtomicBool,
-    /// Python callable, safe from any thread, that makes the loop call `take`.
-    wake: Py<PyAny>,
+    bell: Bell,
 }
 
 impl Outbox {
-    fn queue(&self) -> MutexGuard<'_, Vec<Question>> {
+    fn queue(&self) -> MutexGuard<'_, Vec<Item>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn post(&self, item: Item) {
+        self.queue().push(item);
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            self.ring();
+        }
     }
 
     /// Posts a question; the receiver gets the answer or the reason there is none.
     pub fn ask(&self, hook: Hook, args: Args) -> oneshot::Receiver<Outcome> {
         let (reply, answer) = oneshot::channel();
-        self.queue().push(Question { hook, args, reply });
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
-            self.wake_loop();
-        }
+        self.post(Item::Question { hook, args, reply });
         answer
     }
 
-    /// Asks the loop to take the queue; if it cannot (closed, interpreter
-    /// exiting), every waiting question is answered with the reason.
-    fn wake_loop(&self) {
-        let woken =
-            Python::try_attach(|py| self.wake.call0(py).map(drop).map_err(|e| e.to_string()))
-                .unwrap_or_else(|| Err("the Python interpreter is shutting down".to_owned()));
-        if let Err(reason) = woken {
-            self.scheduled.store(false, Ordering::Release);
-            for question in self.queue().drain(..) {
-                let _ = question.reply.send(Err(format!(
-                    "cannot run {} on the Python event loop: {reason}",
-                    question.hook.name()
-                )));
+    /// Has the loop call `done(error, port)`, for `start()` and `stop()`.
+    pub fn complete(&self, done: Py<PyAny>, error: Option<String>, port: Option<u16>) {
+        self.post(Item::Done { done, error, port });
+    }
+
+    /// Wakes the loop. A full socket means a byte is already waiting, which is
+    /// as good; a closed one means nobody listens any more, so the waiting
+    /// questions are answered with that.
+    fn ring(&self) {
+        use std::io::Write;
+        match (&self.bell).write(&[1]) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => {
+                self.scheduled.store(false, Ordering::Release);
+                for item in self.queue().drain(..) {
+                    if let Item::Question { hook, reply, .. } = item {
+                        let _ = reply.send(Err(format!(
+                            "cannot run {} on the Python event loop, which stopped listening ({error})",
+                            hook.name()
+                        )));
+                    }
+                }
             }
         }
     }
 }
 
-/// The Python side of the questions: created by `WebSocketServer.start()` on
-/// its event loop with a callable that schedules a call to [`Mailbox::take`].
+/// The Python side of the mailbox: created by `WebSocketServer.start()` with
+/// the write end of a socket pair whose read end its event loop watches.
 #[pyclass(frozen, module = "d_back._engine")]
 pub struct Mailbox {
     pub(crate) outbox: Arc<Outbox>,
@@ -133,26 +188,38 @@ pub struct Mailbox {
 
 #[pymethods]
 impl Mailbox {
-    /// `wake` is called from engine threads; it must only schedule work on the loop.
+    /// `bell` is a detached socket (`sock.detach()`); the mailbox owns it from now on.
     #[new]
-    fn new(wake: Py<PyAny>) -> Self {
-        Self {
+    fn new(bell: i64) -> PyResult<Self> {
+        Ok(Self {
             outbox: Arc::new(Outbox {
                 queue: Mutex::new(Vec::new()),
                 scheduled: AtomicBool::new(false),
-                wake,
+                bell: bell_from(bell)?,
             }),
-        }
+        })
     }
 
-    /// Every waiting question as `(setter_name, args_tuple, reply)`, oldest first.
+    /// Runs the finished starts and stops, and returns every waiting question
+    /// as `(setter_name, args_tuple, reply)`, oldest first.
     fn take(&self, py: Python<'_>) -> PyResult<Vec<(&'static str, Py<PyAny>, Reply)>> {
         self.outbox.scheduled.store(false, Ordering::Release);
-        let questions = std::mem::take(&mut *self.outbox.queue());
+        let items = std::mem::take(&mut *self.outbox.queue());
+        let mut questions = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Item::Question { hook, args, reply } => questions.push((hook, args, reply)),
+                Item::Done { done, error, port } => {
+                    if let Err(err) = done.call1(py, (error, port)) {
+                        err.print(py);
+                    }
+                }
+            }
+        }
         questions
             .into_iter()
-            .map(|q| {
-                let args = match q.args {
+            .map(|(hook, args, reply)| {
+                let args = match args {
                     Args::Nothing => ().into_pyobject(py)?.into_any().unbind(),
                     Args::One(one) => (one,).into_pyobject(py)?.into_any().unbind(),
                     Args::Validate {
@@ -168,10 +235,10 @@ impl Mailbox {
                     }
                 };
                 let reply = Reply {
-                    hook: q.hook,
-                    sender: Mutex::new(Some(q.reply)),
+                    hook,
+                    sender: Mutex::new(Some(reply)),
                 };
-                Ok((q.hook.name(), args, reply))
+                Ok((hook.name(), args, reply))
             })
             .collect()
     }

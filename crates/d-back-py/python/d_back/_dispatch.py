@@ -1,9 +1,12 @@
 """Runs the engine's questions as the server's callbacks on its event loop.
 
 The engine posts a question (which servers exist, who is in one, is this login
-genuine, ...) to a mailbox from one of its threads and wakes this loop; the
-loop takes every waiting question at once and answers each in its own task, so
-a slow callback delays nobody else. Whatever the callback does -- returns,
+genuine, ...) to a mailbox from one of its threads and wakes this loop by
+writing a byte to a socket pair the loop watches -- without touching the
+interpreter, so an engine thread can never trip over its shutdown. The loop
+takes every waiting question at once and answers each in its own task, so a
+slow callback delays nobody else. The finished ``start()`` and ``stop()``
+come back the same way. Whatever the callback does -- returns,
 raises, hangs past ``callback_timeout``, returns nonsense -- the engine gets an
 answer or a reason, and the browser an ``error`` frame in the worst case.
 """
@@ -13,7 +16,9 @@ import inspect
 import json
 import logging
 import os
-from typing import Any, Set
+import socket
+import threading
+from typing import Any, Optional, Set
 
 from d_back import _engine
 
@@ -40,11 +45,44 @@ class Dispatcher:
         self._timeout = timeout
         # Tasks are kept here until done: the loop holds only weak references.
         self._tasks: Set["asyncio.Task[None]"] = set()
-        self.mailbox = _engine.Mailbox(self._wake)
+        self._bell, ringer = socket.socketpair()
+        ringer.setblocking(False)
+        self.mailbox = _engine.Mailbox(ringer.detach())
+        self._listener: Optional[threading.Thread] = None
+        try:
+            self._bell.setblocking(False)
+            loop.add_reader(self._bell, self._on_bell)
+        except NotImplementedError:
+            # Event loops without add_reader (Windows' proactor): a thread
+            # waits on the socket and hands each ring to the loop.
+            self._bell.setblocking(True)
+            self._listener = threading.Thread(target=self._listen, name="d-back-bell", daemon=True)
+            self._listener.start()
 
-    def _wake(self) -> None:
-        """Called from an engine thread: only schedules the drain on the loop."""
-        self._loop.call_soon_threadsafe(self._drain)
+    def _on_bell(self) -> None:
+        try:
+            self._bell.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            pass
+        self._drain()
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                if not self._bell.recv(4096):
+                    return
+                self._loop.call_soon_threadsafe(self._drain)
+            except (OSError, RuntimeError):
+                return
+
+    def close(self) -> None:
+        """Stops watching the bell; the engine's later rings find nobody."""
+        if self._listener is None:
+            try:
+                self._loop.remove_reader(self._bell)
+            except (RuntimeError, ValueError):
+                pass
+        self._bell.close()
 
     def _drain(self) -> None:
         for hook, args, reply in self.mailbox.take():

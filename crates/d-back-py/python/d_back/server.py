@@ -249,7 +249,9 @@ class WebSocketServer:
             await asyncio.shield(self._stopping)
         finally:
             self._stopping = None
-            self._dispatcher = None
+            if self._dispatcher is not None:
+                self._dispatcher.close()
+                self._dispatcher = None
             _resolve(self._stopped)
 
     async def _listen(self) -> "asyncio.Future[Any]":
@@ -265,8 +267,13 @@ class WebSocketServer:
             float(self.callback_timeout), _settler(loop, bound),
         )
         self._starting = bound
+        self._dispatcher = dispatcher
         try:
             await asyncio.shield(bound)
+        except OSError:
+            dispatcher.close()
+            self._dispatcher = None
+            raise
         except asyncio.CancelledError:
             # Binding finishes regardless; stop what it started.
             self._starting = None
@@ -279,7 +286,6 @@ class WebSocketServer:
             raise
         finally:
             self._starting = None
-        self._dispatcher = dispatcher
         self._stopped = loop.create_future()
         return self._stopped
 
@@ -351,7 +357,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 async def main(argv: Optional[List[str]] = None) -> int:
     """Runs the server from the command line until Ctrl-C or SIGTERM; returns the exit code."""
     args = parse_args(argv)
-    _engine.init_logging(args.log_level)
+    try:
+        _engine.init_logging(args.log_level)
+    except ValueError as error:
+        print(f"d_back: error: {error}", file=sys.stderr)
+        return 2
     server = WebSocketServer(port=args.port, host=args.host)
     if args.static_dir is not None:
         server.static_dir = Path(args.static_dir)
