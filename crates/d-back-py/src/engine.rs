@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use d_back::{ChatMessage, Hub, MockWorld, PresenceUpdate, RunningServer, Server};
+use d_back::{ChatMessage, Hub, PresenceUpdate, RunningServer, Server};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -106,12 +106,11 @@ impl Engine {
                 PyValueError::new_err("callback_timeout must be a positive number of seconds")
             })?;
         let outbox = Arc::clone(&mailbox.get().outbox);
-        let provider = PythonProvider {
-            hooks: Arc::clone(&self.hooks),
-            outbox: Arc::clone(&outbox),
-            world: MockWorld::new(),
-            patience: timeout + PATIENCE_MARGIN,
-        };
+        let provider = PythonProvider::new(
+            Arc::clone(&self.hooks),
+            Arc::clone(&outbox),
+            timeout + PATIENCE_MARGIN,
+        );
         let mut builder = Server::builder().host(host).port(port).provider(provider);
         if let Some(dir) = static_dir {
             builder = builder.static_dir(dir);

@@ -7,9 +7,12 @@
 //! the built-in world's activity runs only when neither the server nor the
 //! user callback is registered.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 
 use d_back::{
     DataProvider, DiscordUser, Hub, MockWorld, ProviderError, Roster, ServerList, StaticResponse,
@@ -51,21 +54,82 @@ impl HookFlags {
     }
 }
 
+/// A call to `on_get_server_data` that several engine tasks wait for.
+type SharedServerList = Shared<BoxFuture<'static, Result<Arc<ServerList>, ProviderError>>>;
+
 /// Answers the engine's questions for one running server.
 pub struct PythonProvider {
-    pub hooks: Arc<HookFlags>,
-    pub outbox: Arc<Outbox>,
-    pub world: MockWorld,
+    hooks: Arc<HookFlags>,
+    outbox: Arc<Outbox>,
+    world: MockWorld,
     /// How long the engine waits for an answer before giving up on it. The
     /// Python side cancels the callback a little earlier; this covers a loop
     /// that is blocked and cannot even do that.
-    pub patience: Duration,
+    patience: Duration,
+    /// The `on_get_server_data` call under way, if any.
+    server_list: Mutex<Option<SharedServerList>>,
 }
 
 impl PythonProvider {
+    /// A provider asking the callbacks flagged in `hooks` through `outbox`.
+    pub fn new(hooks: Arc<HookFlags>, outbox: Arc<Outbox>, patience: Duration) -> Self {
+        Self {
+            hooks,
+            outbox,
+            world: MockWorld::new(),
+            patience,
+            server_list: Mutex::new(None),
+        }
+    }
+
     async fn ask(&self, hook: Hook, args: Args) -> Result<Answer, ProviderError> {
-        let answer = self.outbox.ask(hook, args);
-        match tokio::time::timeout(self.patience, answer).await {
+        ask(&self.outbox, self.patience, hook, args).await
+    }
+
+    async fn ask_json(&self, hook: Hook, args: Args) -> Result<String, ProviderError> {
+        json_of(hook, self.ask(hook, args).await?)
+    }
+
+    /// Joins the `on_get_server_data` call under way, or starts one.
+    fn server_list_call(&self) -> SharedServerList {
+        let mut slot = self.server_list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(call) = slot.as_ref() {
+            return call.clone();
+        }
+        let outbox = Arc::clone(&self.outbox);
+        let patience = self.patience;
+        let call = async move {
+            let answer = ask(&outbox, patience, Hook::ServerData, Args::Nothing).await?;
+            let json = json_of(Hook::ServerData, answer)?;
+            convert::server_list(&json)
+                .map(Arc::new)
+                .map_err(ProviderError::new)
+        }
+        .boxed()
+        .shared();
+        *slot = Some(call.clone());
+        call
+    }
+
+    /// Forgets `call` once it is answered, so the next question asks afresh.
+    fn forget(&self, call: &SharedServerList) {
+        let mut slot = self.server_list.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|current| current.ptr_eq(call)) {
+            *slot = None;
+        }
+    }
+}
+
+/// Posts a question and waits, at most `patience`, for its answer.
+async fn ask(
+    outbox: &Outbox,
+    patience: Duration,
+    hook: Hook,
+    args: Args,
+) -> Result<Answer, ProviderError> {
+    {
+        let answer = outbox.ask(hook, args);
+        match tokio::time::timeout(patience, answer).await {
             Ok(Ok(Ok(answer))) => Ok(answer),
             Ok(Ok(Err(reason))) => Err(ProviderError::new(reason)),
             Ok(Err(_)) => Err(ProviderError::new(format!(
@@ -75,19 +139,20 @@ impl PythonProvider {
             Err(_) => Err(ProviderError::new(format!(
                 "{} did not answer within {:.1} s (is the event loop blocked?)",
                 hook.name(),
-                self.patience.as_secs_f64()
+                patience.as_secs_f64()
             ))),
         }
     }
+}
 
-    async fn ask_json(&self, hook: Hook, args: Args) -> Result<String, ProviderError> {
-        match self.ask(hook, args).await? {
-            Answer::Json(json) => Ok(json),
-            _ => Err(ProviderError::new(format!(
-                "{} answered with a file or body",
-                hook.name()
-            ))),
-        }
+/// The JSON text of an answer that must be one.
+fn json_of(hook: Hook, answer: Answer) -> Result<String, ProviderError> {
+    match answer {
+        Answer::Json(json) => Ok(json),
+        _ => Err(ProviderError::new(format!(
+            "{} answered with a file or body",
+            hook.name()
+        ))),
     }
 }
 
@@ -97,8 +162,10 @@ impl DataProvider for PythonProvider {
         if !self.hooks.has(Hook::ServerData) {
             return self.world.servers().await;
         }
-        let json = self.ask_json(Hook::ServerData, Args::Nothing).await?;
-        convert::server_list(&json).map_err(ProviderError::new)
+        let call = self.server_list_call();
+        let answer = call.clone().await;
+        self.forget(&call);
+        answer.map(|list| list.as_ref().clone())
     }
 
     async fn users(&self, server: &str) -> Result<Roster, ProviderError> {
