@@ -144,7 +144,9 @@ class WebSocketServer:
     ``port`` 0 picks a free port (see :attr:`local_port`). ``static_dir``
     None serves the built-in page; set it to a directory to serve that
     instead. ``callback_timeout`` (seconds, default 5) bounds each callback:
-    one that takes longer is cancelled and the browser gets an ``error``.
+    one that takes longer is cancelled and the browser gets an ``error``
+    (the engine gives up on any answer after 10 s, whatever this says).
+    All of these are read by ``start()``.
     """
 
     _on_get_server_data = _Callback()
