@@ -16,6 +16,13 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# The Python package's tests run last; say now, not after the Rust tests, if they cannot.
+if ! command -v "${D_BACK_PYTHON:-python3}" >/dev/null 2>&1; then
+  echo "scripts/test.sh: the Python package tests need python3 (3.9+) with venv; install them" >&2
+  echo "(e.g. 'sudo apt-get install python3 python3-venv') or set D_BACK_PYTHON, then run this again." >&2
+  exit 1
+fi
+
 find_chromium() {
   if [ -n "${D_BACK_CHROMIUM:-}" ]; then echo "$D_BACK_CHROMIUM"; return 0; fi
   command -v chromium || command -v chromium-browser || command -v google-chrome || return 1
