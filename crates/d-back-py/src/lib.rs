@@ -5,18 +5,19 @@
 //! here, in the Rust engine (the `d-back` crate) on a tokio runtime the
 //! extension owns. The split, and why:
 //!
-//! - [`engine::Engine`] starts and stops one server and forwards broadcasts
+//! - `engine::Engine` starts and stops one server and forwards broadcasts
 //!   straight to its hub. Python never sees a connection: fan-out, framing
 //!   and slow clients are the engine's business, on its own threads.
-//! - [`provider::PythonProvider`] is the engine's `DataProvider`. It answers
+//! - `provider::PythonProvider` is the engine's `DataProvider`. It answers
 //!   from the built-in world unless a Python callback is registered, and then
-//!   posts the question to a [`mailbox::Mailbox`].
+//!   posts the question to a `mailbox::Mailbox`.
 //! - The mailbox hands questions to the Python event loop that started the
 //!   server, in batches: the loop runs the async callbacks (so they may use
 //!   loop-bound objects, as a Red cog does) and answers through a
-//!   [`mailbox::Reply`]. Engine threads never wait for Python; a callback that
-//!   raises, hangs or answers nonsense becomes an error for that one request.
-//! - [`runtime`] is the tokio runtime, created on the first start, so
+//!   `mailbox::Reply`. Engine threads never block on Python nor take the
+//!   GIL (a task awaits its answer); a callback that raises, hangs or answers
+//!   nonsense becomes an error for that one request.
+//! - `runtime` is the tokio runtime, created on the first start, so
 //!   importing the package starts nothing.
 
 mod convert;
