@@ -58,6 +58,16 @@ impl Engine {
     }
 }
 
+/// A server whose Python object is collected while it serves is stopped, not leaked.
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let state = std::mem::replace(&mut *lock(&self.state), State::Idle);
+        if let State::Serving { server, .. } = state {
+            runtime::get().spawn(server.shutdown());
+        }
+    }
+}
+
 fn hook_named(name: &str) -> PyResult<Hook> {
     [
         Hook::ServerData,

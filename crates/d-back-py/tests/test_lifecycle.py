@@ -156,3 +156,29 @@ def test_ctrl_c_under_asyncio_run_stops_the_server_and_the_interpreter_exits():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.stdout.split() == ["listening", "interrupted"], done.stderr
     assert done.returncode == 0
+
+
+def test_a_server_abandoned_with_its_loop_stops_listening_when_collected():
+    import gc
+    import time
+
+    loop = asyncio.new_event_loop()
+    server = WebSocketServer(port=0, host="127.0.0.1")
+    task = loop.create_task(server.start())
+
+    async def listening():
+        while server.local_port is None:
+            await asyncio.sleep(0.01)
+
+    loop.run_until_complete(asyncio.wait_for(listening(), 5))
+    port = server.local_port
+    loop.close()  # without stopping the server or finishing the task
+    del task, server
+    gc.collect()
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the abandoned server still listens")
