@@ -182,3 +182,44 @@ def test_a_server_abandoned_with_its_loop_stops_listening_when_collected():
             return
         time.sleep(0.05)
     raise AssertionError("the abandoned server still listens")
+
+
+def test_ctrl_c_while_browsers_join_and_callbacks_run_ends_the_interpreter_cleanly():
+    code = textwrap.dedent(
+        """
+        import asyncio, json, os, signal
+        import websockets
+        from d_back.server import WebSocketServer
+
+        async def main():
+            server = WebSocketServer(port=0, host="127.0.0.1")
+            async def servers():
+                await asyncio.sleep(0.001)
+                return {"1": {"id": "x", "name": "X", "default": True}}
+            server.on_get_server_data(servers)
+            task = asyncio.create_task(server.start())
+            while server.local_port is None:
+                await asyncio.sleep(0.01)
+            joins = 0
+            async def browse():
+                nonlocal joins
+                while True:
+                    async with websockets.connect(f"ws://127.0.0.1:{server.local_port}/") as ws:
+                        await ws.recv()
+                        await ws.send(json.dumps({"type": "connect", "data": {}}))
+                        await ws.recv()
+                        await server.broadcast_message("1", "7", "hi", "c")
+                        joins += 1
+                        if joins == 50:
+                            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.gather(task, *(browse() for _ in range(4)))
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["interrupted"], done.stderr
+    assert done.returncode == 0
