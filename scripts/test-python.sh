@@ -39,9 +39,12 @@ if ! "$venv/bin/python" -c 'import maturin, pytest, websockets' >/dev/null 2>&1;
   }
 fi
 
-# maturin's build backend runs the maturin executable from PATH.
+# maturin's build backend runs the maturin executable from PATH. The dev
+# profile reuses what `cargo test` already compiled; a release build of the
+# whole engine would add minutes and test nothing more.
 export PATH="$PWD/$venv/bin:$PATH"
-echo "scripts/test-python.sh: building and installing crates/d-back-py" >&2
+export MATURIN_PEP517_ARGS="--profile dev"
+echo "scripts/test-python.sh: building (dev profile) and installing crates/d-back-py" >&2
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-build-isolation --no-deps \
   --force-reinstall ./crates/d-back-py
 
