@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::cl4::wire::encode;
 use crate::client::{Client, Protocol};
-use crate::extension::{Command, ExceptionKind, Hooks};
+use crate::extension::ExceptionKind;
 use crate::handle::CloudLink;
 use crate::pytext;
 use crate::schema::{Field, validate};
@@ -135,20 +135,7 @@ pub(crate) async fn handle(server: &CloudLink, client: &Client, message: Value) 
             return flow;
         }
     }
-    for handler in custom.into_iter().flatten() {
-        handler(Command {
-            server: server.clone(),
-            client: client.clone(),
-            message: message.clone(),
-        })
-        .await;
-    }
-    Hooks::run(Some(&hooks.message), || Command {
-        server: server.clone(),
-        client: client.clone(),
-        message,
-    })
-    .await;
+    hooks.command(server, client, message, custom, || {}).await;
     Flow::Continue
 }
 
