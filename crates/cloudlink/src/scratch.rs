@@ -236,6 +236,20 @@ fn variable(
     };
     let value = message.get("value");
     let new_name = message.get("new_name").and_then(Value::as_str);
+    let has = |name: &str| room.variables.contains_key(name);
+    let grows = match method {
+        "set" | "create" => !has(name),
+        "rename" => !has(name) && new_name.is_some_and(|new| !has(new)),
+        _ => false,
+    };
+    let max = server.settings().max_variables_per_room;
+    if grows && room.variables.len() >= max {
+        drop(state);
+        let text = format!("Too many variables: a project may have at most {max}.");
+        client.push_wire(edge::ws::text_frame(&text));
+        client.finish(CLOSE_PROTOCOL_ERROR, "Too many variables");
+        return Flow::Stop;
+    }
     let (update, urgency) = match (method, value, new_name) {
         ("set", Some(value), _) => {
             // Exact JSON equality: 1, 1.0 and true are different values.

@@ -8,7 +8,7 @@
 //!
 //! Each frame goes through CloudLink 0.2.0's pipeline: empty, not JSON, not an
 //! object, which protocol (fixed by the first message that passes one of the
-//! two default schemas), then the protocol's own handling ([`crate::cl4`],
+//! two default schemas), then the protocol's own handling (`cl4`,
 //! [`crate::scratch`]). A client whose first frame cannot be identified gets
 //! the 0.2.0 text and a normal close; an identified client's bad input gets a
 //! status code (CL4) or is ignored (Scratch), and the connection goes on. Only
