@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test of d-back: unit tests, integration tests over real sockets,
-# the CLI tests against the built binary, the browser test of the built-in
-# page in headless Chromium, the documentation examples, and the d_back
-# Python package's tests (scripts/test-python.sh).
+# Runs every test of the workspace: unit tests, integration tests over real
+# sockets, the CLI tests against the built binaries, the browser test of
+# d-back's built-in page in headless Chromium, the documentation examples,
+# the d_back Python package's tests (scripts/test-python.sh), and the
+# cloudlink server against the real CloudLink Python client
+# (scripts/test-cloudlink-client.sh).
 #
-# Needs the Rust toolchain, Chromium, and python3 (3.9+, with venv; PyPI the
-# first time, for maturin, pytest and websockets). Chromium is installed with apt-get
+# Needs the Rust toolchain, Chromium, python3 (3.9+, with venv; PyPI the
+# first time, for maturin, pytest and websockets) and Python 3.11 with venv
+# (for the CloudLink client, from PyPI). Chromium is installed with apt-get
 # when it is missing and we may (root on Debian/Ubuntu); otherwise this stops
 # and says how to install it. Nothing is skipped.
 set -euo pipefail
@@ -44,3 +47,4 @@ fi
 
 cargo test --workspace --locked "$@"
 ./scripts/test-python.sh
+./scripts/test-cloudlink-client.sh

@@ -8,11 +8,12 @@
 //!
 //! Each frame goes through CloudLink 0.2.0's pipeline: empty, not JSON, not an
 //! object, which protocol (fixed by the first message that passes one of the
-//! two default schemas), then the protocol's own handling ([`crate::cl4`],
+//! two default schemas), then the protocol's own handling (`cl4`,
 //! [`crate::scratch`]). A client whose first frame cannot be identified gets
 //! the 0.2.0 text and a normal close; an identified client's bad input gets a
 //! status code (CL4) or is ignored (Scratch), and the connection goes on. Only
-//! a frame over the size limit (1009), a WebSocket protocol error (1002), a
+//! a frame over the size limit (1009), text that is not UTF-8 (1007), a
+//! WebSocket protocol error (1002), a
 //! client far over its message rate (1008), a client that cannot keep up
 //! (1013), silence, or shutdown (1001) end it otherwise.
 
@@ -43,12 +44,8 @@ use crate::scratch;
 pub const CLOSE_NORMAL: u16 = 1000;
 /// Close code sent to every client when the server shuts down ("Going Away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
-/// Close code for a client that breaks the WebSocket framing rules.
-pub const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code for a client that keeps sending far over its rate ("Policy Violation").
 pub const CLOSE_POLICY: u16 = 1008;
-/// Close code for a message over the size limit ("Message Too Big").
-pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Whether to keep reading after a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
