@@ -58,9 +58,11 @@ pub(crate) async fn run(
     let id = guard.id;
     info!(%peer, connection = id, "client connected");
     let mut reader = ws::Reader::new(read, limits.max_frame_bytes).with_deflate(control.deflate);
-    let outbox = Arc::new(Outbox::new(limits.outbox_frames)
+    let outbox = Arc::new(
+        Outbox::new(limits.outbox_frames)
             .with_merge(merge_presence_frames)
-            .with_deflate(control.deflate));
+            .with_deflate(control.deflate),
+    );
     let mut writer = tokio::spawn(edge::writer::run(
         write,
         Arc::clone(&outbox),

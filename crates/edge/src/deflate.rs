@@ -38,7 +38,10 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 pub fn accepts_offer(header: &str) -> bool {
     header.split(',').any(|offer| {
         let mut parts = offer.split(';').map(str::trim);
-        if !parts.next().is_some_and(|name| name.eq_ignore_ascii_case(NAME)) {
+        if !parts
+            .next()
+            .is_some_and(|name| name.eq_ignore_ascii_case(NAME))
+        {
             return false;
         }
         let mut seen: Vec<String> = Vec::new();
@@ -176,8 +179,12 @@ mod tests {
         assert!(accepts_offer(
             "permessage-deflate; client_max_window_bits; server_no_context_takeover"
         ));
-        assert!(accepts_offer("Permessage-Deflate; server_max_window_bits=15"));
-        assert!(!accepts_offer("permessage-deflate; server_max_window_bits=9"));
+        assert!(accepts_offer(
+            "Permessage-Deflate; server_max_window_bits=15"
+        ));
+        assert!(!accepts_offer(
+            "permessage-deflate; server_max_window_bits=9"
+        ));
         assert!(!accepts_offer("permessage-deflate; unknown_param"));
         assert!(!accepts_offer(
             "permessage-deflate; client_no_context_takeover; client_no_context_takeover"

@@ -84,7 +84,13 @@ impl Ring {
     /// position `until`, advances the cursor, and returns how many lines were
     /// copied. Lines already pushed out of the ring are skipped.
     /// Each line goes in the form the client negotiated (`deflate`).
-    pub fn copy_into(&self, cursor: &mut u64, until: u64, deflate: bool, out: &mut Vec<u8>) -> usize {
+    pub fn copy_into(
+        &self,
+        cursor: &mut u64,
+        until: u64,
+        deflate: bool,
+        out: &mut Vec<u8>,
+    ) -> usize {
         let head = self.first + self.lines.len() as u64;
         let start = (*cursor).max(self.first);
         let end = until.min(head);
@@ -119,12 +125,21 @@ mod tests {
         let feed = feed_with(4, &["a", "b", "c"]);
         let mut cursor = 0;
         let mut out = Vec::new();
-        assert_eq!(feed.lines().copy_into(&mut cursor, u64::MAX, false, &mut out), 3);
+        assert_eq!(
+            feed.lines()
+                .copy_into(&mut cursor, u64::MAX, false, &mut out),
+            3
+        );
         assert_eq!(out, b"abc");
         assert_eq!(cursor, 3);
-        assert_eq!(feed.lines().copy_into(&mut cursor, u64::MAX, false, &mut out), 0);
+        assert_eq!(
+            feed.lines()
+                .copy_into(&mut cursor, u64::MAX, false, &mut out),
+            0
+        );
         feed.publish(Wire::from(Bytes::from_static(b"d")));
-        feed.lines().copy_into(&mut cursor, u64::MAX, false, &mut out);
+        feed.lines()
+            .copy_into(&mut cursor, u64::MAX, false, &mut out);
         assert_eq!(out, b"abcd");
     }
 
@@ -145,7 +160,11 @@ mod tests {
         assert_eq!(feed.publish(Wire::from(Bytes::from_static(b"d"))), Some(1));
         assert_eq!(feed.head(), 4);
         let (mut cursor, mut out) = (0, Vec::new());
-        assert_eq!(feed.lines().copy_into(&mut cursor, u64::MAX, false, &mut out), 2);
+        assert_eq!(
+            feed.lines()
+                .copy_into(&mut cursor, u64::MAX, false, &mut out),
+            2
+        );
         assert_eq!((out.as_slice(), cursor), (&b"cd"[..], 4));
     }
 }
