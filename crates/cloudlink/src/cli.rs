@@ -4,10 +4,10 @@
 //! This module only describes and converts settings; serving is `main`'s job.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use cloudlink::{AccessRules, Builder, CloudLink, Deadlines, IpNet, ServerBuilder};
+use edge::values::{parse_network, positive_seconds};
 
 /// A CloudLink server: multiplayer for Scratch and TurboWarp projects
 /// (usernames, rooms, global and private messages and variables, direct
@@ -192,7 +192,7 @@ impl Cli {
             .message_rate(self.message_rate, self.message_burst)
             .max_rooms_per_client(self.max_rooms_per_client)
             .max_variables_per_room(self.max_variables_per_project)
-            .ping_interval(positive("--ping-interval", self.ping_interval)?);
+            .ping_interval(positive_seconds("--ping-interval", self.ping_interval)?);
         if let Some(motd) = &self.motd {
             builder = builder.motd(motd);
         }
@@ -222,7 +222,7 @@ impl Cli {
             ..AccessRules::default()
         };
         let deadlines = Deadlines {
-            websocket_join: positive("--join-timeout", self.join_timeout)?,
+            websocket_join: positive_seconds("--join-timeout", self.join_timeout)?,
             ..Deadlines::default()
         };
         let mut server = cloudlink::Server::builder()
@@ -234,23 +234,5 @@ impl Cli {
             server = server.tls(cert, key);
         }
         Ok(server)
-    }
-}
-
-fn parse_network(text: &str) -> Result<IpNet, String> {
-    let network = text.parse::<IpNet>();
-    network
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("'{text}' is neither an IP address nor a network like 10.0.0.0/8"))
-}
-
-/// Seconds above 0 as a duration.
-fn positive(flag: &str, seconds: f64) -> Result<Duration, String> {
-    if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 {
-        Ok(Duration::from_secs_f64(seconds))
-    } else {
-        Err(format!(
-            "{flag} must be a number of seconds above 0, not {seconds}"
-        ))
     }
 }

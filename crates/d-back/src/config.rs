@@ -5,11 +5,12 @@
 //! settings; starting the server is `main`'s job.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use clap_complete::Shell;
 use d_back::{AccessRules, Deadlines, IpNet, MockWorld, Server, ServerBuilder};
+pub(crate) use edge::values::seconds;
+use edge::values::{parse_network, positive_seconds};
 
 /// The backend of d-zone: a WebSocket + HTTP server that shows the members of
 /// Discord servers as actors in the d-zone client.
@@ -297,10 +298,10 @@ impl Cli {
             real_ip_header: Some(real_ip_header),
         };
         let deadlines = Deadlines {
-            tls_handshake: positive("--tls-handshake-timeout", self.tls_handshake_timeout)?,
-            request_head: positive("--header-timeout", self.header_timeout)?,
-            request: positive("--request-timeout", self.request_timeout)?,
-            websocket_join: positive("--join-timeout", self.join_timeout)?,
+            tls_handshake: positive_seconds("--tls-handshake-timeout", self.tls_handshake_timeout)?,
+            request_head: positive_seconds("--header-timeout", self.header_timeout)?,
+            request: positive_seconds("--request-timeout", self.request_timeout)?,
+            websocket_join: positive_seconds("--join-timeout", self.join_timeout)?,
             ..Deadlines::default()
         };
         Ok(builder
@@ -308,26 +309,4 @@ impl Cli {
             .access(access)
             .deadlines(deadlines))
     }
-}
-
-/// Accepts `10.0.0.1` (one address) or `10.0.0.0/8` (a network).
-fn parse_network(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("'{text}' is neither an IP address nor a network like 10.0.0.0/8"))
-}
-
-/// A deadline: a number of seconds above 0 (a deadline of 0 would drop every client).
-fn positive(flag: &str, value: f64) -> Result<Duration, String> {
-    match seconds(flag, value)? {
-        duration if duration.is_zero() => Err(format!(
-            "{flag} must be more than 0 seconds; a deadline of 0 would drop every client"
-        )),
-        duration => Ok(duration),
-    }
-}
-
-pub(crate) fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| format!("{flag} must be a number of seconds of 0 or more, not {value}"))
 }

@@ -101,25 +101,6 @@ fn noise(rng: &mut StdRng, max: usize) -> Vec<u8> {
     bytes
 }
 
-/// A client frame, masked, with the given first byte and payload.
-fn client_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
 /// Reads every message out of `input`; panics if the reader misbehaves.
 async fn read_all_frames(input: &[u8], limit: usize) {
     let mut reader = edge::ws::Reader::new(input, limit);

@@ -37,6 +37,7 @@ pub mod process;
 pub mod rate;
 mod server;
 mod tls;
+pub mod values;
 mod websocket;
 pub mod writer;
 pub mod ws;

@@ -381,3 +381,23 @@ pub fn statuses(roster: &serde_json::Map<String, Value>) -> Vec<(String, Value)>
     list.sort_by(|a, b| a.0.cmp(&b.0));
     list
 }
+
+/// A client's WebSocket frame: `first` is the FIN/RSV/opcode byte, and the
+/// payload is masked with `mask` as RFC 6455 requires of clients.
+pub fn client_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
