@@ -72,7 +72,21 @@ pub fn accepts_offer(header: &str) -> bool {
 /// Compresses one message's payload as RFC 7692 section 7.2.1 says: raw
 /// deflate, sync-flushed, without the trailing empty block.
 pub fn compress(payload: &[u8]) -> Vec<u8> {
-    let mut compressor = Compress::new(Compression::default(), false);
+    COMPRESSOR.with_borrow_mut(|compressor| {
+        // A fresh stream per message (no context takeover), without paying
+        // for a new compressor's allocation each time.
+        compressor.reset();
+        compress_with(compressor, payload)
+    })
+}
+
+thread_local! {
+    /// Each thread's compressor, reset before every message.
+    static COMPRESSOR: std::cell::RefCell<Compress> =
+        std::cell::RefCell::new(Compress::new(Compression::default(), false));
+}
+
+fn compress_with(compressor: &mut Compress, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() / 2 + 64);
     loop {
         let consumed = compressor.total_in() as usize;
