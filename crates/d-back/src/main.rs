@@ -12,7 +12,6 @@ mod sources;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use tracing_subscriber::EnvFilter;
 
 use config::{Cli, LogFormat};
 use sources::Sources;
@@ -31,7 +30,7 @@ async fn main() -> ExitCode {
             Err(error) => fail(&format!("cannot write the manual page: {error}")),
         };
     }
-    init_logging(&cli);
+    edge::process::init_logging(cli.log_level.as_deref(), cli.log_format == LogFormat::Json);
     let builder = match cli.builder() {
         Ok(builder) => builder,
         Err(message) => return fail(&message),
@@ -51,7 +50,7 @@ async fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         server.url()
     );
-    wait_for_stop_signal().await;
+    edge::process::stop_signal().await;
     sources.stop().await;
     server.shutdown().await;
     ExitCode::SUCCESS
@@ -60,41 +59,4 @@ async fn main() -> ExitCode {
 fn fail(message: &str) -> ExitCode {
     eprintln!("d_back: error: {message}");
     ExitCode::FAILURE
-}
-
-fn init_logging(cli: &Cli) {
-    let filter = match &cli.log_level {
-        Some(level) => EnvFilter::try_new(level).ok(),
-        None => EnvFilter::try_from_default_env().ok(),
-    }
-    .unwrap_or_else(|| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
-}
-
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -112,7 +112,7 @@ pub(crate) async fn run(
     session.stop_watching();
     outbox.close(CloseRequest {
         code: close.map(|(code, _)| code),
-        reason: close.map_or("", |(_, reason)| reason),
+        reason: close.map_or("", |(_, reason)| reason).into(),
     });
     let writer_task = writer.abort_handle();
     if !writer_finished && timeout(CLOSE_GRACE * 2, writer).await.is_err() {
@@ -363,7 +363,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             Next::Close(request) => {
                 if let Some(code) = request.code {
-                    let frame = ws::close_frame(code, request.reason);
+                    let frame = ws::close_frame(code, &request.reason);
                     let _ = timeout(CLOSE_GRACE, ws::write_all(&mut sink, &frame)).await;
                     let _ = timeout(CLOSE_GRACE, sink.shutdown()).await;
                 }

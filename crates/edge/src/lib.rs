@@ -17,7 +17,10 @@
 //!   socket, which degrades (drop, collapse, resynchronise) instead of growing;
 //! - [`feed`]: a shared ring of broadcast frames that every watcher's writer
 //!   copies from, for the frames a lagging client may miss;
+//! - [`writer`]: the task that drains an outbox to its socket, pings, and
+//!   drops a client that stops reading;
 //! - [`rate`]: a client's allowance of frames per second;
+//! - [`process`]: logging set-up and the stop signal, for server commands;
 //! - [`EdgeMetrics`]: what all of this counts, registered into the protocol's
 //!   Prometheus registry.
 //!
@@ -29,10 +32,12 @@ pub mod gate;
 mod io;
 mod metrics;
 pub mod outbox;
+pub mod process;
 pub mod rate;
 mod server;
 mod tls;
 mod websocket;
+pub mod writer;
 pub mod ws;
 
 pub use admission::{AccessRules, Admission, Refusal};

@@ -27,6 +27,7 @@
 //! because the degradation rules need to look into, and rewrite, what is
 //! already queued; the lock is only ever held for pointer moves and the copy.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,7 +71,24 @@ pub struct Frame {
 pub struct CloseRequest {
     /// `None` when the peer already closed and no frame should be sent.
     pub code: Option<u16>,
-    pub reason: &'static str,
+    /// Short text for the close frame (at most 123 bytes are sent).
+    pub reason: Cow<'static, str>,
+}
+
+impl CloseRequest {
+    /// A close frame with this code and reason.
+    ///
+    /// ```
+    /// use edge::outbox::CloseRequest;
+    /// let request = CloseRequest::new(4004, format!("Invalid room ID: {}", 999));
+    /// assert_eq!(request.reason, "Invalid room ID: 999");
+    /// ```
+    pub fn new(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code: Some(code),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// What became of a pushed frame.
@@ -101,6 +119,8 @@ struct Queued {
 struct State {
     queue: VecDeque<Queued>,
     close: Option<CloseRequest>,
+    /// A close that waits until the frames queued before it have gone out.
+    finish: Option<CloseRequest>,
     /// Chat lines of the server this connection watches.
     feed: Option<Arc<Feed>>,
 }
@@ -170,7 +190,7 @@ impl Outbox {
 
     fn push_with(&self, frame: Frame, snapshot: Option<impl FnOnce() -> Frame>) -> Pushed {
         let mut state = self.state();
-        if state.close.is_some() {
+        if state.close.is_some() || state.finish.is_some() {
             return Pushed::Dropped;
         }
         // The writer empties the whole queue each time it wakes, so only a push
@@ -214,10 +234,10 @@ impl Outbox {
     /// Gives up on a client whose queue holds nothing that could make room.
     fn overflow(&self, state: &mut State) -> Pushed {
         state.queue.clear();
-        state.close = Some(CloseRequest {
-            code: Some(CLOSE_TOO_SLOW),
-            reason: "too slow: fell behind the broadcasts",
-        });
+        state.close = Some(CloseRequest::new(
+            CLOSE_TOO_SLOW,
+            "too slow: fell behind the broadcasts",
+        ));
         Pushed::Overflowed
     }
 
@@ -263,6 +283,18 @@ impl Outbox {
         self.ready.notify_one();
     }
 
+    /// Stops taking frames and closes once everything already queued has
+    /// been written: for a last word before hanging up (an error text, then
+    /// the close). An immediate [`close`](Self::close) still overrides it.
+    pub fn finish(&self, request: CloseRequest) {
+        let mut state = self.state();
+        if state.close.is_none() && state.finish.is_none() {
+            state.finish = Some(request);
+        }
+        drop(state);
+        self.ready.notify_one();
+    }
+
     /// Waits until there is something to do, then appends every queued frame
     /// and every unread chat line to `out`, in the order the hub made them.
     ///
@@ -279,6 +311,9 @@ impl Outbox {
                     |state: &State| state.feed.as_ref().is_some_and(|f| f.head() != cursor);
                 if !state.queue.is_empty() || unread(&state) {
                     return Next::Frames(self.take(&mut state, out));
+                }
+                if let Some(finish) = &state.finish {
+                    return Next::Close(finish.clone());
                 }
                 self.parked.store(true, Ordering::SeqCst);
                 // A line published between the check above and parking would
@@ -473,5 +508,15 @@ mod tests {
             format!("close {:?}", Some(CLOSE_TOO_SLOW))
         );
         assert_eq!(outbox.push(presence("4", "p4")), Pushed::Dropped);
+    }
+
+    #[tokio::test]
+    async fn a_finishing_outbox_sends_what_was_queued_then_closes() {
+        let outbox = Outbox::new(4);
+        outbox.push(essential("last words"));
+        outbox.finish(CloseRequest::new(4000, "bye"));
+        assert_eq!(outbox.push(essential("too late")), Pushed::Dropped);
+        assert_eq!(drain(&outbox).await, "last words");
+        assert_eq!(drain(&outbox).await, format!("close {:?}", Some(4000)));
     }
 }

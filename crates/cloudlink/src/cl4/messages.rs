@@ -1,0 +1,216 @@
+//! CL4 commands that carry data between clients: `gmsg` and `gvar` to rooms,
+//! `pmsg` and `pvar` to members of a room, `direct` to anyone.
+//!
+//! A message to a room is encoded once and the same frame goes to every
+//! member; only the sender's own copy differs when it carries the listener.
+//! `gvar` copies without a listener may be merged in a slow client's outbox
+//! (only the newest value of a variable in a room matters), everything else
+//! must arrive.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use edge::outbox::{Frame, Urgency};
+use serde_json::Value;
+
+use crate::cl4::status::StatusCode;
+use crate::cl4::wire::{Packet, Val};
+use crate::cl4::{Request, bad_rooms, room_names};
+use crate::client::Client;
+use crate::pytext;
+use crate::registry::State;
+
+/// The rooms a message goes to: its `rooms`, or every room the sender is in.
+fn target_rooms(request: &Request<'_>, state: &State) -> Option<Vec<String>> {
+    match request.get("rooms") {
+        None => Some(state.rooms_of(request.client).into_iter().collect()),
+        Some(rooms) => room_names(rooms),
+    }
+}
+
+fn not_joined(request: &Request<'_>, room: &str) {
+    request.reply(
+        StatusCode::RoomNotJoined,
+        Some(&format!(
+            "Attempted to access room {room} while not joined."
+        )),
+    );
+}
+
+/// `gmsg` and `gvar`: to every member of each target room, sender included.
+pub(crate) fn global(request: &Request<'_>, cmd: &'static str) {
+    let client = request.client;
+    let val = request.get("val").unwrap_or(&Value::Null);
+    let name = request.get("name").filter(|_| cmd == "gvar");
+    let listener = request.listener();
+    let state = request.server.registry().lock();
+    let Some(rooms) = target_rooms(request, &state) else {
+        drop(state);
+        return bad_rooms(request);
+    };
+    for room in &rooms {
+        if !state.is_in(client, room) {
+            drop(state);
+            return not_joined(request, room);
+        }
+        let Some(members) = state.room(room).map(|r| &r.cl4) else {
+            continue;
+        };
+        let packet = Packet {
+            name,
+            val: Some(Val::Json(val)),
+            rooms: Some(room),
+            ..Packet::new(cmd)
+        };
+        let wire = packet.frame();
+        let urgency = match name.and_then(Value::as_str) {
+            Some(name) => Urgency::Collapsible(Arc::from(format!("gvar\0{room}\0{name}"))),
+            None => Urgency::Essential,
+        };
+        for member in members.values() {
+            if member == client && listener.is_some() {
+                member.push_wire(packet.clone().listener(listener).frame());
+            } else {
+                member.push(Frame {
+                    urgency: urgency.clone(),
+                    wire: wire.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// The members of a room a `pmsg`/`pvar` `id` names: a username (maybe
+/// several), a UUID or a Snowflake; a user object by its `id` or `uuid`; or
+/// an array of those.
+fn matching<'a>(members: &'a BTreeMap<u64, Client>, id: &Value) -> Vec<&'a Client> {
+    let mut found: Vec<&Client> = Vec::new();
+    let mut add = |client: &'a Client| {
+        if !found.contains(&client) {
+            found.push(client);
+        }
+    };
+    match id {
+        Value::String(query) if !query.is_empty() => {
+            let named: Vec<&Client> = members
+                .values()
+                .filter(|c| c.username() == Some(query))
+                .collect();
+            if named.is_empty() {
+                let by_id = members
+                    .values()
+                    .find(|c| c.uuid() == query)
+                    .or_else(|| members.values().find(|c| c.snowflake() == query));
+                by_id.into_iter().for_each(&mut add);
+            } else {
+                named.into_iter().for_each(&mut add);
+            }
+        }
+        Value::Object(user) => {
+            let snowflake = user.get("id").and_then(Value::as_str);
+            let uuid = user.get("uuid").and_then(Value::as_str);
+            members
+                .values()
+                .find(|c| Some(c.snowflake()) == snowflake || Some(c.uuid()) == uuid)
+                .into_iter()
+                .for_each(&mut add);
+        }
+        Value::Array(ids) => {
+            for id in ids.iter().filter(|id| !id.is_array()) {
+                matching(members, id).into_iter().for_each(&mut add);
+            }
+        }
+        _ => {}
+    }
+    found
+}
+
+fn ambiguous(request: &Request<'_>, id: &Value, matches: usize) {
+    request.reply(
+        StatusCode::IdNotSpecific,
+        Some(&format!(
+            "Multiple matches found for {}, found {matches} matches. Please use Snowflakes, UUIDs, or client objects instead.",
+            pytext::str(id)
+        )),
+    );
+}
+
+/// `pmsg` and `pvar`: to the members of each target room that `id` names.
+pub(crate) fn private(request: &Request<'_>, cmd: &'static str) {
+    if !request.require_username() {
+        return;
+    }
+    let client = request.client;
+    let id = request.get("id").unwrap_or(&Value::Null);
+    let val = request.get("val").unwrap_or(&Value::Null);
+    let name = request.get("name").filter(|_| cmd == "pvar");
+    let warn = request.server.settings().warn_if_multiple_username_matches;
+    let state = request.server.registry().lock();
+    let Some(rooms) = target_rooms(request, &state) else {
+        drop(state);
+        return bad_rooms(request);
+    };
+    let mut delivered = false;
+    for room in &rooms {
+        if !state.is_in(client, room) {
+            drop(state);
+            return not_joined(request, room);
+        }
+        let Some(members) = state.room(room).map(|r| &r.cl4) else {
+            continue;
+        };
+        let matches = matching(members, id);
+        if matches.is_empty() {
+            continue;
+        }
+        if warn && matches.len() >= 2 {
+            return ambiguous(request, id, matches.len());
+        }
+        let packet = Packet {
+            name,
+            val: Some(Val::Json(val)),
+            origin: Some(client.user_object()),
+            rooms: Some(room),
+            ..Packet::new(cmd)
+        };
+        let wire = packet.frame();
+        for member in matches {
+            member.push_wire(wire.clone());
+        }
+        delivered = true;
+    }
+    drop(state);
+    if delivered {
+        request.reply(StatusCode::Ok, None);
+    } else {
+        request.reply(
+            StatusCode::IdNotFound,
+            Some(&format!("No matches found: {}", pytext::str(id))),
+        );
+    }
+}
+
+/// `direct`: to one client anywhere on the server, found by username, UUID
+/// or Snowflake. Success is silent for the sender.
+pub(crate) fn direct(request: &Request<'_>) {
+    let client = request.client;
+    let id = request.get("id").unwrap_or(&Value::Null);
+    let query = id.as_str().unwrap_or_default();
+    let matches = request.server.registry().lock().find(query);
+    let warn = request.server.settings().warn_if_multiple_username_matches;
+    match matches.len() {
+        0 => return request.reply(StatusCode::IdNotFound, None),
+        n if n >= 2 && warn => return ambiguous(request, id, n),
+        _ => {}
+    }
+    let packet = Packet {
+        val: Some(Val::Json(request.get("val").unwrap_or(&Value::Null))),
+        origin: Some(client.user_object()),
+        listener: request.listener(),
+        ..Packet::new("direct")
+    };
+    let wire = packet.frame();
+    for target in &matches {
+        target.push_wire(wire.clone());
+    }
+}

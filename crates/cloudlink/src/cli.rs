@@ -1,0 +1,236 @@
+//! The command line of `cloudlink`: every flag, its environment variable and default.
+//!
+//! Precedence is flag, then `CLOUDLINK_*` environment variable, then default.
+//! This module only describes and converts settings; serving is `main`'s job.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use cloudlink::{AccessRules, Builder, CloudLink, Deadlines, IpNet, ServerBuilder};
+
+/// A CloudLink server: multiplayer for Scratch and TurboWarp projects
+/// (usernames, rooms, global and private messages and variables, direct
+/// messages) and self-hosted Scratch cloud variables, on one WebSocket port.
+///
+/// Compatible with the CloudLink 0.2.0 Python server and its clients: point
+/// the TurboWarp CloudLink extension at ws://127.0.0.1:3000/ (any path works).
+#[derive(Debug, Parser)]
+#[command(name = "cloudlink", version, about, long_about)]
+pub struct Cli {
+    /// Host name or address to listen on; 0.0.0.0 listens on every interface.
+    #[arg(long, env = "CLOUDLINK_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free port.
+    #[arg(long, env = "CLOUDLINK_PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Most clients at once, of either protocol; a client over it gets the text
+    /// `Server is full!` and a normal close (default: no limit).
+    #[arg(long, env = "CLOUDLINK_MAX_CLIENTS", value_name = "COUNT")]
+    pub max_clients: Option<usize>,
+
+    /// Message of the day, sent to CL4 clients on their first handshake.
+    #[arg(long, env = "CLOUDLINK_MOTD", value_name = "TEXT")]
+    pub motd: Option<String>,
+
+    /// Header in which a trusted proxy passes the client's address (e.g.
+    /// X-Forwarded-For, CF-Connecting-IP); believed only from --trusted-proxy
+    /// addresses (default X-Forwarded-For).
+    #[arg(long, env = "CLOUDLINK_REAL_IP_HEADER", value_name = "HEADER")]
+    pub real_ip_header: Option<String>,
+
+    /// A reverse proxy (address or CIDR network) whose --real-ip-header is
+    /// believed (repeatable; default: none, every client's own address is used).
+    #[arg(
+        long = "trusted-proxy",
+        env = "CLOUDLINK_TRUSTED_PROXIES",
+        value_name = "ADDRESS",
+        value_delimiter = ',',
+        value_parser = parse_network
+    )]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Certificate chain (PEM) for wss://; needs --tls-key.
+    #[arg(
+        long,
+        env = "CLOUDLINK_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) for wss://; needs --tls-cert.
+    #[arg(
+        long,
+        env = "CLOUDLINK_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// A command to turn off (repeatable): CL4 clients get E:110 for it,
+    /// Scratch clients are ignored.
+    #[arg(
+        long = "disable-command",
+        env = "CLOUDLINK_DISABLE_COMMANDS",
+        value_name = "CMD",
+        value_delimiter = ','
+    )]
+    pub disabled_commands: Vec<String>,
+
+    /// Deliver pmsg/pvar/direct to every client a username matches, instead of
+    /// answering E:104 when it matches several.
+    #[arg(long, env = "CLOUDLINK_ALLOW_AMBIGUOUS_USERNAMES")]
+    pub allow_ambiguous_usernames: bool,
+
+    /// Do not tell CL4 clients their address (`client_ip`) on handshake.
+    #[arg(long, env = "CLOUDLINK_HIDE_CLIENT_IP")]
+    pub hide_client_ip: bool,
+
+    /// Largest message a client may send, in bytes; larger ones close with 1009.
+    #[arg(long, env = "CLOUDLINK_MAX_FRAME_BYTES", default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub max_frame_bytes: usize,
+
+    /// Most connections from one client address; further ones get HTTP 429
+    /// (default: a quarter of the open-files limit).
+    #[arg(long, env = "CLOUDLINK_MAX_CONNECTIONS_PER_IP", value_name = "COUNT")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Messages per second one client may send (0: no limit). Over it, messages
+    /// are not handled and CL4 clients get E:108; a client that keeps on is
+    /// closed with 1008.
+    #[arg(
+        long,
+        env = "CLOUDLINK_MESSAGE_RATE",
+        default_value_t = 60,
+        value_name = "PER_SECOND"
+    )]
+    pub message_rate: u32,
+
+    /// Messages a client may send at once before --message-rate applies.
+    #[arg(
+        long,
+        env = "CLOUDLINK_MESSAGE_BURST",
+        default_value_t = 120,
+        value_name = "MESSAGES"
+    )]
+    pub message_burst: u32,
+
+    /// A browser origin allowed to connect, e.g. https://turbowarp.org
+    /// (repeatable; default: any). Pages from other origins get HTTP 403.
+    #[arg(
+        long = "allowed-origin",
+        env = "CLOUDLINK_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Seconds a new connection has to send its first message before it is closed with 1008.
+    #[arg(
+        long,
+        env = "CLOUDLINK_JOIN_TIMEOUT",
+        default_value_t = 20.0,
+        value_name = "SECONDS"
+    )]
+    pub join_timeout: f64,
+
+    /// Seconds between pings; a client silent for two periods is dropped.
+    #[arg(
+        long,
+        env = "CLOUDLINK_PING_INTERVAL",
+        default_value_t = 20.0,
+        value_name = "SECONDS"
+    )]
+    pub ping_interval: f64,
+
+    /// Log filter, e.g. `info` or `cloudlink=debug`; overrides RUST_LOG (default: info).
+    #[arg(long, env = "CLOUDLINK_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Log line format.
+    #[arg(long, env = "CLOUDLINK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl Cli {
+    /// The protocol settings.
+    pub fn cloudlink(&self) -> Result<Builder, String> {
+        let mut builder = CloudLink::builder()
+            .warn_if_multiple_username_matches(!self.allow_ambiguous_usernames)
+            .send_client_ip(!self.hide_client_ip)
+            .max_frame_bytes(self.max_frame_bytes)
+            .message_rate(self.message_rate, self.message_burst)
+            .ping_interval(positive("--ping-interval", self.ping_interval)?);
+        if let Some(motd) = &self.motd {
+            builder = builder.motd(motd);
+        }
+        if let Some(max) = self.max_clients {
+            builder = builder.max_clients(max);
+        }
+        for command in &self.disabled_commands {
+            builder = builder.disable_command(command);
+        }
+        Ok(builder)
+    }
+
+    /// Where and how to listen.
+    pub fn server(&self) -> Result<ServerBuilder, String> {
+        let real_ip_header = match &self.real_ip_header {
+            None => None,
+            Some(name) => Some(
+                name.parse()
+                    .map_err(|_| format!("--real-ip-header '{name}' is not a valid header name"))?,
+            ),
+        };
+        let access = AccessRules {
+            max_connections_per_ip: self.max_connections_per_ip,
+            allowed_origins: self.allowed_origins.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            real_ip_header,
+            ..AccessRules::default()
+        };
+        let deadlines = Deadlines {
+            websocket_join: positive("--join-timeout", self.join_timeout)?,
+            ..Deadlines::default()
+        };
+        let mut server = cloudlink::Server::builder()
+            .host(&self.host)
+            .port(self.port)
+            .access(access)
+            .deadlines(deadlines);
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            server = server.tls(cert, key);
+        }
+        Ok(server)
+    }
+}
+
+fn parse_network(text: &str) -> Result<IpNet, String> {
+    let network = text.parse::<IpNet>();
+    network
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("'{text}' is neither an IP address nor a network like 10.0.0.0/8"))
+}
+
+/// Seconds above 0 as a duration.
+fn positive(flag: &str, seconds: f64) -> Result<Duration, String> {
+    if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!(
+            "{flag} must be a number of seconds above 0, not {seconds}"
+        ))
+    }
+}

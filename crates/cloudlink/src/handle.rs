@@ -1,0 +1,460 @@
+//! [`CloudLink`]: the server's shared state and the helpers extensions use,
+//! and its [`Builder`].
+//!
+//! A `CloudLink` is what every session and every hook holds: the settings, the
+//! registered hooks, and the registry of clients and rooms. Cloning it is
+//! cheap. Its public methods are CloudLink 0.2.0's plugin helpers (send a
+//! status code, unicast, multicast, disconnect, put clients into rooms, find
+//! clients) with Rust types.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use edge::outbox::Outbox;
+use edge::rate::MessageRate;
+use serde_json::Value;
+
+use crate::cl4::status::StatusCode;
+use crate::cl4::wire::{Packet, Val, encode};
+use crate::client::{Client, ClientInfo, Protocol};
+use crate::extension::{Command, Event, ExceptionKind, Failure, Hooks, hook};
+use crate::registry::Registry;
+use crate::settings::Settings;
+
+/// The CloudLink server's state: clients, rooms, settings and hooks.
+///
+/// ```
+/// use cloudlink::{CloudLink, Protocol, StatusCode};
+///
+/// let server = CloudLink::builder()
+///     .motd("Welcome!")
+///     .on_command(Protocol::Cl4, "foo", |command| async move {
+///         // Answer `{"cmd":"foo"}` with I:100, copying its listener.
+///         command.server.send_status(&command.client, StatusCode::Ok, None, Some(&command.message));
+///     })
+///     .build();
+/// assert_eq!(server.client_count(), 0);
+/// ```
+#[derive(Clone)]
+pub struct CloudLink(Arc<Shared>);
+
+struct Shared {
+    settings: Settings,
+    hooks: Hooks,
+    registry: Registry,
+    snowflakes: snowflaked::sync::Generator,
+    next_key: AtomicU64,
+}
+
+impl fmt::Debug for CloudLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloudLink")
+            .field("settings", &self.0.settings)
+            .field("clients", &self.client_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The instance number inside every Snowflake, as CloudLink 0.2.0 uses.
+const SNOWFLAKE_INSTANCE: u16 = 42;
+
+impl CloudLink {
+    /// Starts configuring a server; the defaults are CloudLink 0.2.0's.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.0.hooks
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.0.registry
+    }
+
+    /// A new client with fresh IDs; not registered yet.
+    pub(crate) fn new_client(&self, peer: ClientInfo, outbox: Arc<Outbox>) -> Client {
+        let key = self.0.next_key.fetch_add(1, Ordering::Relaxed);
+        let snowflake: u64 = self.0.snowflakes.generate();
+        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
+        Client::new(key, snowflake.to_string(), uuid, peer, outbox)
+    }
+
+    /// Registers a client unless the server is full.
+    pub(crate) fn register(&self, client: &Client) -> bool {
+        let mut state = self.registry().lock();
+        if self
+            .settings()
+            .max_clients
+            .is_some_and(|max| state.len() >= max)
+        {
+            return false;
+        }
+        state.register(client);
+        true
+    }
+
+    /// How many clients are connected.
+    pub fn client_count(&self) -> usize {
+        self.registry().lock().len()
+    }
+
+    /// Every connected client, in connection order.
+    pub fn clients(&self) -> Vec<Client> {
+        self.registry().lock().clients().cloned().collect()
+    }
+
+    /// Sends a CL4 status code. `request` is the message being answered: its
+    /// `listener`, if any, is copied into the reply.
+    pub fn send_status(
+        &self,
+        to: &Client,
+        status: StatusCode,
+        details: Option<Value>,
+        request: Option<&Value>,
+    ) -> bool {
+        let packet = Packet {
+            details: details.as_ref(),
+            listener: request.and_then(|r| r.get("listener")),
+            ..Packet::status(status)
+        };
+        to.push_wire(packet.frame())
+    }
+
+    /// Like [`send_status`](Self::send_status), with a `val` (as `setid` replies carry).
+    pub fn send_status_with_val(
+        &self,
+        to: &Client,
+        status: StatusCode,
+        details: Option<Value>,
+        request: Option<&Value>,
+        val: &Value,
+    ) -> bool {
+        let packet = Packet {
+            details: details.as_ref(),
+            listener: request.and_then(|r| r.get("listener")),
+            val: Some(Val::Json(val)),
+            ..Packet::status(status)
+        };
+        to.push_wire(packet.frame())
+    }
+
+    /// Sends a JSON message; when `request` has a `listener` and `message` is
+    /// an object, the listener is copied into it.
+    pub fn send(&self, to: &Client, message: &Value, request: Option<&Value>) -> bool {
+        match (message, request.and_then(|r| r.get("listener"))) {
+            (Value::Object(object), Some(listener)) => {
+                let mut object = object.clone();
+                object.insert("listener".to_owned(), listener.clone());
+                self.unicast(to, &Value::Object(object))
+            }
+            _ => self.unicast(to, message),
+        }
+    }
+
+    /// Sends one JSON message to one client; `false` if it is gone.
+    pub fn unicast(&self, to: &Client, message: &Value) -> bool {
+        to.push_wire(edge::ws::text_frame(&encode(message)))
+    }
+
+    /// Sends a text frame that is not JSON (as 0.2.0 does before some closes).
+    pub fn send_text(&self, to: &Client, text: &str) -> bool {
+        to.push_wire(edge::ws::text_frame(text))
+    }
+
+    /// Sends one JSON message to several clients, encoded once; returns how
+    /// many it was queued for.
+    pub fn multicast<'a>(
+        &self,
+        to: impl IntoIterator<Item = &'a Client>,
+        message: &Value,
+    ) -> usize {
+        let wire = edge::ws::text_frame(&encode(message));
+        to.into_iter()
+            .filter(|client| client.push_wire(wire.clone()))
+            .count()
+    }
+
+    /// Closes a client's connection with this code and reason, after what is
+    /// already queued for it.
+    pub fn disconnect(&self, client: &Client, code: u16, reason: impl Into<Cow<'static, str>>) {
+        client.finish(code, reason);
+    }
+
+    /// Puts an identified client into a room, silently (no `ulist`);
+    /// `false` if it was already there or is not identified yet.
+    pub fn join_room(&self, client: &Client, room: &str) -> bool {
+        self.registry().lock().subscribe(client, room)
+    }
+
+    /// Takes a client out of a room, silently; `false` if it was not there.
+    pub fn leave_room(&self, client: &Client, room: &str) -> bool {
+        self.registry().lock().unsubscribe(client, room)
+    }
+
+    /// The rooms a client is in, sorted.
+    pub fn rooms_of(&self, client: &Client) -> Vec<String> {
+        self.registry()
+            .lock()
+            .rooms_of(client)
+            .into_iter()
+            .collect()
+    }
+
+    /// The members of a room who speak `protocol`, in connection order.
+    pub fn room_members(&self, room: &str, protocol: Protocol) -> Vec<Client> {
+        self.registry()
+            .lock()
+            .room(room)
+            .map(|r| r.members(protocol).values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Clients with exactly this username (several may share one).
+    pub fn find_by_username(&self, username: &str) -> Vec<Client> {
+        self.registry().lock().by_username(username)
+    }
+
+    /// The client with this UUID.
+    pub fn find_by_uuid(&self, uuid: &str) -> Option<Client> {
+        self.registry().lock().by_uuid(uuid)
+    }
+
+    /// The client with this Snowflake ID.
+    pub fn find_by_snowflake(&self, snowflake: &str) -> Option<Client> {
+        self.registry().lock().by_snowflake(snowflake)
+    }
+
+    /// The CL4 lookup: username (maybe several), else UUID, else Snowflake.
+    pub fn find(&self, query: &str) -> Vec<Client> {
+        self.registry().lock().find(query)
+    }
+}
+
+/// Settings and hooks for a [`CloudLink`] server.
+///
+/// ```
+/// use cloudlink::{CloudLink, ExceptionKind, Protocol};
+///
+/// let server = CloudLink::builder()
+///     .max_clients(100)
+///     .disable_command("direct")
+///     .on_connect(|event| async move {
+///         println!("{} connected", event.client.uuid());
+///     })
+///     .on_exception(Protocol::Cl4, ExceptionKind::InvalidCommand, |failure| async move {
+///         println!("{:?} sent an invalid command: {}", failure.client, failure.details);
+///     })
+///     .build();
+/// # let _ = server;
+/// ```
+#[derive(Default)]
+pub struct Builder {
+    settings: Settings,
+    hooks: Hooks,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// Sends this message of the day (`motd`) on each client's first handshake.
+    pub fn motd(mut self, text: impl Into<String>) -> Self {
+        self.settings.motd = Some(text.into());
+        self
+    }
+
+    /// At most this many clients at once; others get `Server is full!` and a close.
+    pub fn max_clients(mut self, max: usize) -> Self {
+        self.settings.max_clients = Some(max);
+        self
+    }
+
+    /// Answers a CL4 command with E:110 (and ignores a Scratch method of that name).
+    pub fn disable_command(mut self, command: impl Into<String>) -> Self {
+        self.settings.disabled_commands.insert(command.into());
+        self
+    }
+
+    /// Whether a username that matches several clients is refused with E:104
+    /// (default `true`); `false` delivers to all of them.
+    pub fn warn_if_multiple_username_matches(mut self, warn: bool) -> Self {
+        self.settings.warn_if_multiple_username_matches = warn;
+        self
+    }
+
+    /// Whether the handshake tells clients their address (`client_ip`; default `true`).
+    pub fn send_client_ip(mut self, send: bool) -> Self {
+        self.settings.send_client_ip = send;
+        self
+    }
+
+    /// Largest message a client may send (default 1 MiB); larger closes with 1009.
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_frame_bytes = bytes.max(1024);
+        self
+    }
+
+    /// Frames that may wait for one slow client before it is closed with 1013 (default 1024).
+    pub fn outbox_frames(mut self, frames: usize) -> Self {
+        self.settings.outbox_frames = frames.max(1);
+        self
+    }
+
+    /// How often clients are pinged (default 20 s); one silent for two periods is dropped.
+    pub fn ping_interval(mut self, every: Duration) -> Self {
+        self.settings.writer.ping_interval = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long a write may stay blocked before the client is dropped (default 10 s).
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.writer.stall_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Messages per second one client may send, with a burst (default 60/s,
+    /// burst 120; `per_second` 0 removes the limit). Over it, a CL4 client gets
+    /// one E:108 per streak and its messages are not handled; a client that
+    /// keeps on is closed with 1008.
+    pub fn message_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.settings.message_rate = MessageRate::new(per_second, burst);
+        self
+    }
+
+    /// Runs `handler` when a client connects.
+    pub fn on_connect<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.connect.push(hook(handler));
+        self
+    }
+
+    /// Runs `handler` after a client disconnected and left its rooms.
+    pub fn on_disconnect<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.disconnect.push(hook(handler));
+        self
+    }
+
+    /// Runs `handler` after each message that was handled as a command.
+    pub fn on_message<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Command) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.message.push(hook(handler));
+        self
+    }
+
+    /// Runs `handler` for every message that could not be handled.
+    pub fn on_error<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Failure) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.error.push(hook(handler));
+        self
+    }
+
+    /// Adds a handler for a command (CL4 `cmd` or Scratch `method`). A command
+    /// may have several; for a built-in command they run after it.
+    pub fn on_command<F, Fut>(
+        mut self,
+        protocol: Protocol,
+        command: impl Into<String>,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Command) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks
+            .commands
+            .entry((protocol, command.into()))
+            .or_default()
+            .push(hook(handler));
+        self
+    }
+
+    /// Runs `handler` when a client's first message shows it speaks `protocol`.
+    pub fn on_protocol_identified<F, Fut>(mut self, protocol: Protocol, handler: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let hooks = self.hooks.identified.entry(protocol).or_default();
+        hooks.push(hook(handler));
+        self
+    }
+
+    /// Runs `handler` when a client of `protocol` disconnects.
+    pub fn on_protocol_disconnect<F, Fut>(mut self, protocol: Protocol, handler: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let hooks = self.hooks.protocol_disconnect.entry(protocol).or_default();
+        hooks.push(hook(handler));
+        self
+    }
+
+    /// Runs `handler` when a client of `protocol` sends a disabled command
+    /// (`details` is the command name).
+    pub fn on_disabled_command<F, Fut>(mut self, protocol: Protocol, handler: F) -> Self
+    where
+        F: Fn(Failure) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let hooks = self.hooks.disabled.entry(protocol).or_default();
+        hooks.push(hook(handler));
+        self
+    }
+
+    /// Runs `handler` for one kind of problem with a `protocol` client's messages.
+    pub fn on_exception<F, Fut>(
+        mut self,
+        protocol: Protocol,
+        kind: ExceptionKind,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Failure) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let hooks = self.hooks.exceptions.entry((protocol, kind)).or_default();
+        hooks.push(hook(handler));
+        self
+    }
+
+    /// The server state, ready to serve connections.
+    pub fn build(self) -> CloudLink {
+        CloudLink(Arc::new(Shared {
+            settings: self.settings,
+            hooks: self.hooks,
+            registry: Registry::default(),
+            snowflakes: snowflaked::Builder::new()
+                .instance(SNOWFLAKE_INSTANCE)
+                .build(),
+            next_key: AtomicU64::new(0),
+        }))
+    }
+}

@@ -1,0 +1,301 @@
+//! Every connected client and every room, behind one lock.
+//!
+//! A room is keyed by its name (any string, `""` included) and exists while it
+//! has a subscriber of either protocol; it is removed the moment it empties,
+//! and with it a Scratch project's cloud variables. Inside a room members are
+//! kept per protocol, because CL4 traffic only ever reaches CL4 members and
+//! Scratch traffic only Scratch members.
+//!
+//! One `std::sync::Mutex` guards it all, and callers push into outboxes while
+//! holding it: a membership change and the announcements it causes are then
+//! one step that no other broadcast can interleave with, so every client's
+//! user list stays exact. Nothing under the lock waits: an outbox push never
+//! blocks (see [`edge::outbox`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use crate::client::{Client, Protocol};
+
+/// The clients and rooms; see the module doc.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    state: Mutex<State>,
+}
+
+impl Registry {
+    /// Everything, for one step; hold it briefly and never across an `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the lock guards.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    clients: BTreeMap<u64, Member>,
+    by_uuid: HashMap<String, u64>,
+    by_snowflake: HashMap<String, u64>,
+    by_username: HashMap<String, BTreeSet<u64>>,
+    rooms: HashMap<String, Room>,
+}
+
+#[derive(Debug)]
+struct Member {
+    client: Client,
+    rooms: BTreeSet<String>,
+}
+
+/// One room: its members per protocol and, for Scratch, its cloud variables.
+#[derive(Debug, Default)]
+pub(crate) struct Room {
+    /// CL4 members, in the order they connected.
+    pub cl4: BTreeMap<u64, Client>,
+    /// Scratch members, in the order they connected.
+    pub scratch: BTreeMap<u64, Client>,
+    /// The project's cloud variables, in the order they were made.
+    pub variables: IndexMap<String, Value>,
+    /// Bumped by every rename and delete, so that a slow client's queued
+    /// `set` frames are only merged with later ones of the same generation.
+    pub generation: u64,
+}
+
+impl Room {
+    /// The members of one protocol.
+    pub fn members(&self, protocol: Protocol) -> &BTreeMap<u64, Client> {
+        match protocol {
+            Protocol::Cl4 => &self.cl4,
+            Protocol::Scratch => &self.scratch,
+        }
+    }
+
+    fn members_mut(&mut self, protocol: Protocol) -> &mut BTreeMap<u64, Client> {
+        match protocol {
+            Protocol::Cl4 => &mut self.cl4,
+            Protocol::Scratch => &mut self.scratch,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.cl4.is_empty() && self.scratch.is_empty()
+    }
+}
+
+impl State {
+    /// How many clients are connected.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Adds a newly connected client.
+    pub fn register(&mut self, client: &Client) {
+        self.by_uuid.insert(client.uuid().to_owned(), client.key());
+        self.by_snowflake
+            .insert(client.snowflake().to_owned(), client.key());
+        self.clients.insert(
+            client.key(),
+            Member {
+                client: client.clone(),
+                rooms: BTreeSet::new(),
+            },
+        );
+    }
+
+    /// Removes a client that left; it must have left its rooms already.
+    pub fn unregister(&mut self, client: &Client) {
+        let rooms: Vec<String> = self.rooms_of(client).into_iter().collect();
+        for room in rooms {
+            self.unsubscribe(client, &room);
+        }
+        self.clients.remove(&client.key());
+        self.by_uuid.remove(client.uuid());
+        self.by_snowflake.remove(client.snowflake());
+        if let Some(name) = client.username()
+            && let Some(keys) = self.by_username.get_mut(name)
+        {
+            keys.remove(&client.key());
+            if keys.is_empty() {
+                self.by_username.remove(name);
+            }
+        }
+    }
+
+    /// Records a username that was just set, for lookups.
+    pub fn index_username(&mut self, client: &Client) {
+        if let Some(name) = client.username() {
+            self.by_username
+                .entry(name.to_owned())
+                .or_default()
+                .insert(client.key());
+        }
+    }
+
+    /// Every connected client, in connection order.
+    pub fn clients(&self) -> impl Iterator<Item = &Client> {
+        self.clients.values().map(|m| &m.client)
+    }
+
+    /// The rooms a client is in.
+    pub fn rooms_of(&self, client: &Client) -> BTreeSet<String> {
+        self.clients
+            .get(&client.key())
+            .map(|m| m.rooms.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether a client is in a room.
+    pub fn is_in(&self, client: &Client, room: &str) -> bool {
+        self.clients
+            .get(&client.key())
+            .is_some_and(|m| m.rooms.contains(room))
+    }
+
+    /// A room, if it exists.
+    pub fn room(&self, name: &str) -> Option<&Room> {
+        self.rooms.get(name)
+    }
+
+    /// A room to change, if it exists.
+    pub fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
+        self.rooms.get_mut(name)
+    }
+
+    /// Puts a client into a room (creating it) among the members of its
+    /// protocol; `false` if it was already there. Unidentified clients
+    /// cannot join rooms.
+    pub fn subscribe(&mut self, client: &Client, room: &str) -> bool {
+        let (Some(protocol), Some(member)) =
+            (client.protocol(), self.clients.get_mut(&client.key()))
+        else {
+            return false;
+        };
+        if !member.rooms.insert(room.to_owned()) {
+            return false;
+        }
+        self.rooms
+            .entry(room.to_owned())
+            .or_default()
+            .members_mut(protocol)
+            .insert(client.key(), client.clone());
+        true
+    }
+
+    /// Takes a client out of a room, removing the room if it empties;
+    /// `false` if it was not there.
+    pub fn unsubscribe(&mut self, client: &Client, room: &str) -> bool {
+        let Some(member) = self.clients.get_mut(&client.key()) else {
+            return false;
+        };
+        if !member.rooms.remove(room) {
+            return false;
+        }
+        if let Some(entry) = self.rooms.get_mut(room) {
+            entry.cl4.remove(&client.key());
+            entry.scratch.remove(&client.key());
+            if entry.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+        true
+    }
+
+    /// Clients with this exact username, in connection order.
+    pub fn by_username(&self, name: &str) -> Vec<Client> {
+        self.by_username
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.clients.get(key).map(|m| m.client.clone()))
+            .collect()
+    }
+
+    /// The client with this UUID.
+    pub fn by_uuid(&self, uuid: &str) -> Option<Client> {
+        let key = self.by_uuid.get(uuid)?;
+        self.clients.get(key).map(|m| m.client.clone())
+    }
+
+    /// The client with this Snowflake.
+    pub fn by_snowflake(&self, snowflake: &str) -> Option<Client> {
+        let key = self.by_snowflake.get(snowflake)?;
+        self.clients.get(key).map(|m| m.client.clone())
+    }
+
+    /// Looks a query up the CL4 way: username (maybe several), then UUID,
+    /// then Snowflake. An empty query never matches.
+    pub fn find(&self, query: &str) -> Vec<Client> {
+        if query.is_empty() {
+            return Vec::new();
+        }
+        let named = self.by_username(query);
+        if !named.is_empty() {
+            return named;
+        }
+        self.by_uuid(query)
+            .or_else(|| self.by_snowflake(query))
+            .into_iter()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientInfo;
+    use std::sync::Arc;
+
+    fn client(key: u64, protocol: Protocol) -> Client {
+        let outbox = Arc::new(edge::outbox::Outbox::new(4));
+        let client = Client::new(
+            key,
+            format!("{key}00"),
+            format!("uuid-{key}"),
+            ClientInfo::new([127, 0, 0, 1].into()),
+            outbox,
+        );
+        client.set_protocol(protocol);
+        client
+    }
+
+    #[test]
+    fn a_room_lives_while_someone_is_in_it() {
+        let mut state = State::default();
+        let (a, s) = (client(1, Protocol::Cl4), client(2, Protocol::Scratch));
+        state.register(&a);
+        state.register(&s);
+        assert!(state.subscribe(&a, "r"));
+        assert!(!state.subscribe(&a, "r"));
+        assert!(state.subscribe(&s, "r"));
+        assert_eq!(state.room("r").unwrap().cl4.len(), 1);
+        assert_eq!(state.room("r").unwrap().scratch.len(), 1);
+        state
+            .room_mut("r")
+            .unwrap()
+            .variables
+            .insert("v".into(), 1.into());
+        assert!(state.unsubscribe(&a, "r"));
+        assert!(!state.unsubscribe(&a, "r"));
+        assert!(state.room("r").is_some());
+        state.unregister(&s);
+        assert!(state.room("r").is_none(), "an empty room is gone");
+        assert_eq!(state.len(), 1);
+    }
+
+    #[test]
+    fn queries_match_username_then_uuid_then_snowflake() {
+        let mut state = State::default();
+        let (a, b) = (client(1, Protocol::Cl4), client(2, Protocol::Cl4));
+        state.register(&a);
+        state.register(&b);
+        a.set_username("uuid-2");
+        state.index_username(&a);
+        assert_eq!(state.find("uuid-2"), vec![a.clone()], "username first");
+        assert_eq!(state.find("200"), vec![b.clone()]);
+        assert!(state.find("").is_empty());
+        state.unregister(&a);
+        assert_eq!(state.find("uuid-2"), vec![b]);
+    }
+}

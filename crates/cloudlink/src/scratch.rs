@@ -1,0 +1,322 @@
+//! The Scratch cloud-variable protocol: messages keyed by `method`.
+//!
+//! A client says `handshake` with a project id and a username, which puts it
+//! into the project's room and sends it every variable the room holds; then
+//! `set`, `create`, `rename` and `delete` change the room's variables and are
+//! broadcast to every Scratch member of the room, the sender included. The
+//! server never answers with JSON errors: a broken message is ignored, and a
+//! message that cannot be honoured closes the connection with one of the codes
+//! below, after a text saying why where 0.2.0 sends one.
+//!
+//! Variables live in the room and go when its last member leaves.
+
+use std::sync::Arc;
+
+use edge::outbox::{Frame, Urgency};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::cl4::wire::encode;
+use crate::client::{Client, Protocol};
+use crate::extension::{Command, ExceptionKind, Hooks};
+use crate::handle::CloudLink;
+use crate::pytext;
+use crate::schema::{Field, validate};
+use crate::session::Flow;
+
+/// Close code: a message failed its checks.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 4000;
+/// Close code: the message names a project the client is not in.
+pub const CLOSE_UNAVAILABLE: u16 = 4004;
+/// Close code: the client sent its Scratch login token.
+pub const CLOSE_SECURITY: u16 = 4005;
+
+/// Sent before closing a client that sent a `scratchsessionsid`.
+pub const SECURITY_WARNING: &str = "The cloud data library you are using is putting your Scratch account at risk by sending your login token for no reason. Change your Scratch password immediately, then contact the maintainers of that library for further information. This connection is being closed to protect your security.";
+
+const VALUE: &[&str] = &[
+    "string", "integer", "float", "boolean", "dict", "list", "set",
+];
+const PROJECT: &[&str] = &["string", "integer", "float", "boolean"];
+
+/// What every Scratch message must satisfy; also what identifies a Scratch client.
+pub(crate) const DEFAULT_SCHEMA: &[Field] = &[
+    Field::required("method", &["string"]),
+    Field::optional("name", &["string"]),
+    Field::optional("new_name", &["string"]),
+    Field::optional("value", VALUE),
+    Field::optional("project_id", PROJECT),
+    Field::optional("user", &["string"]).length(1, 20),
+];
+
+const HANDSHAKE: &[Field] = &[
+    Field::required("method", &["string"]),
+    Field::required("project_id", PROJECT),
+    Field::required("user", &["string"]),
+];
+
+const VARIABLE: &[Field] = &[
+    Field::required("method", &["string"]),
+    Field::required("name", &["string"]),
+    Field::optional("new_name", &["string"]),
+    Field::optional("value", VALUE),
+    Field::required("project_id", PROJECT),
+    Field::optional("user", &["string"]).length(1, 20),
+];
+
+/// What the server sends a Scratch client.
+#[derive(Debug, Serialize)]
+struct Update<'a> {
+    method: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_name: Option<&'a str>,
+}
+
+impl Update<'_> {
+    fn wire(&self) -> bytes::Bytes {
+        edge::ws::text_frame(&encode(self))
+    }
+}
+
+/// A project id as a room name: a number is read as its digits (Scratch
+/// project ids are numeric strings, and some clients send numbers).
+fn room_name(project_id: &Value) -> String {
+    match project_id {
+        Value::String(id) => id.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Handles one message object from a Scratch client.
+pub(crate) async fn handle(server: &CloudLink, client: &Client, message: Value) -> Flow {
+    let hooks = server.hooks();
+    let Some(object) = message.as_object() else {
+        return Flow::Continue;
+    };
+    if let Err(errors) = validate(object, DEFAULT_SCHEMA) {
+        hooks
+            .failure(server, client, ExceptionKind::ValidationError, || {
+                crate::schema::errors_value(&errors)
+            })
+            .await;
+        return Flow::Continue;
+    }
+    let method = object
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let builtin = matches!(method, "handshake" | "set" | "create" | "rename" | "delete");
+    let custom = hooks.commands(Protocol::Scratch, method);
+    if !builtin && custom.is_none() {
+        hooks
+            .failure(server, client, ExceptionKind::InvalidCommand, || {
+                Value::String(method.to_owned())
+            })
+            .await;
+        return Flow::Continue;
+    }
+    if server.settings().disabled_commands.contains(method) {
+        hooks
+            .failure(server, client, ExceptionKind::DisabledCommand, || {
+                Value::String(method.to_owned())
+            })
+            .await;
+        return Flow::Continue;
+    }
+    if builtin {
+        let flow = match method {
+            "handshake" => handshake(server, client, object),
+            _ => variable(server, client, method, object),
+        };
+        if flow == Flow::Stop {
+            return flow;
+        }
+    }
+    for handler in custom.into_iter().flatten() {
+        handler(Command {
+            server: server.clone(),
+            client: client.clone(),
+            message: message.clone(),
+        })
+        .await;
+    }
+    Hooks::run(Some(&hooks.message), || Command {
+        server: server.clone(),
+        client: client.clone(),
+        message,
+    })
+    .await;
+    Flow::Continue
+}
+
+/// Whether the upgrade request carried a Scratch login token.
+fn sent_session_id(client: &Client) -> bool {
+    let headers = client.headers();
+    headers.contains_key("scratchsessionsid")
+        || headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .any(|c| c.to_str().is_ok_and(|c| c.contains("scratchsessionsid=")))
+}
+
+/// Sends the 0.2.0 text for failed checks, then closes with 4000.
+fn validation_failed(client: &Client, errors: &crate::schema::Errors) -> Flow {
+    let errors = crate::schema::errors_value(errors);
+    let text = format!("Validation failed: {}", pytext::repr(&errors));
+    client.push_wire(edge::ws::text_frame(&text));
+    client.finish(CLOSE_PROTOCOL_ERROR, "Validation failed");
+    Flow::Stop
+}
+
+fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Value>) -> Flow {
+    if !client.first_handshake() {
+        return Flow::Continue;
+    }
+    if sent_session_id(client) {
+        client.push_wire(edge::ws::text_frame(SECURITY_WARNING));
+        client.finish(CLOSE_SECURITY, "Connection closed for security reasons");
+        return Flow::Stop;
+    }
+    if let Err(errors) = validate(message, HANDSHAKE) {
+        return validation_failed(client, &errors);
+    }
+    let user = message
+        .get("user")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let room = room_name(message.get("project_id").unwrap_or(&Value::Null));
+    let mut state = server.registry().lock();
+    if client.set_username(user) {
+        state.index_username(client);
+    }
+    state.subscribe(client, &room);
+    if let Some(room) = state.room(&room) {
+        for (name, value) in &room.variables {
+            let update = Update {
+                method: "set",
+                name,
+                value: Some(value),
+                new_name: None,
+            };
+            client.push_wire(update.wire());
+        }
+    }
+    Flow::Continue
+}
+
+fn variable(
+    server: &CloudLink,
+    client: &Client,
+    method: &str,
+    message: &Map<String, Value>,
+) -> Flow {
+    if !client.is_handshaken() {
+        return Flow::Continue;
+    }
+    let mut errors = validate(message, VARIABLE).err().unwrap_or_default();
+    let needs = match method {
+        "set" | "create" => Some("value"),
+        "rename" => Some("new_name"),
+        _ => None,
+    };
+    if let Some(field) = needs.filter(|f| !message.contains_key(*f)) {
+        errors
+            .entry(field)
+            .or_default()
+            .push("required field".to_owned());
+    }
+    if !errors.is_empty() {
+        return validation_failed(client, &errors);
+    }
+    let project = message.get("project_id").unwrap_or(&Value::Null);
+    let room_id = room_name(project);
+    let name = message
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut state = server.registry().lock();
+    if !state.is_in(client, &room_id) {
+        drop(state);
+        let reason = format!("Invalid room ID: {}", pytext::str(project));
+        client.finish(CLOSE_UNAVAILABLE, reason);
+        return Flow::Stop;
+    }
+    let Some(room) = state.room_mut(&room_id) else {
+        return Flow::Continue;
+    };
+    let value = message.get("value");
+    let new_name = message.get("new_name").and_then(Value::as_str);
+    let (update, urgency) = match (method, value, new_name) {
+        ("set", Some(value), _) => {
+            // Exact JSON equality: 1, 1.0 and true are different values.
+            if room.variables.get(name) == Some(value) {
+                return Flow::Continue;
+            }
+            room.variables.insert(name.to_owned(), value.clone());
+            let key = format!("set\0{room_id}\0{}\0{name}", room.generation);
+            let update = Update {
+                method: "set",
+                name,
+                value: Some(value),
+                new_name: None,
+            };
+            (update.wire(), Urgency::Collapsible(Arc::from(key)))
+        }
+        ("create", Some(value), _) => {
+            room.variables.insert(name.to_owned(), value.clone());
+            let update = Update {
+                method: "create",
+                name,
+                value: Some(value),
+                new_name: None,
+            };
+            (update.wire(), Urgency::Essential)
+        }
+        ("rename", _, Some(new_name)) => {
+            let value = room
+                .variables
+                .shift_remove(name)
+                .unwrap_or_else(|| Value::String(String::new()));
+            room.variables.insert(new_name.to_owned(), value);
+            room.generation += 1;
+            let update = Update {
+                method: "rename",
+                name,
+                value: None,
+                new_name: Some(new_name),
+            };
+            (update.wire(), Urgency::Essential)
+        }
+        ("delete", _, _) => {
+            if room.variables.shift_remove(name).is_none() {
+                return Flow::Continue;
+            }
+            room.generation += 1;
+            let update = Update {
+                method: "delete",
+                name,
+                value: None,
+                new_name: None,
+            };
+            (update.wire(), Urgency::Essential)
+        }
+        _ => return Flow::Continue,
+    };
+    for member in room.scratch.values() {
+        member.push(Frame {
+            urgency: urgency.clone(),
+            wire: update.clone(),
+        });
+    }
+    Flow::Continue
+}
+
+/// Takes a leaving client out of its room, silently.
+pub(crate) fn leave_all(state: &mut crate::registry::State, client: &Client) {
+    for room in state.rooms_of(client) {
+        state.unsubscribe(client, &room);
+    }
+}

@@ -1,0 +1,211 @@
+//! Binding the port and running CloudLink sessions on it, through the edge.
+//!
+//! [`Server::builder`] collects where to listen (host, port, TLS) and the
+//! transport's rules ([`AccessRules`]: caps, origins, trusted proxies and
+//! their real-IP header; [`Deadlines`]), and [`ServerBuilder::bind`] opens the
+//! port with [`edge::Edge`]. Every path takes a WebSocket, as in CloudLink
+//! 0.2.0; a plain HTTP request gets `426 Upgrade Required` with a sentence
+//! saying what this port is.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use edge::{Connection, Edge, Serving, Settings, TlsFiles, WebSockets};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use edge::{AccessRules, Deadlines, StartError};
+
+use crate::client::ClientInfo;
+use crate::handle::CloudLink;
+use crate::session;
+
+/// Entry point for serving: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Starts configuring where and how to listen; defaults are
+    /// `127.0.0.1:3000`, plain WebSocket, anyone may connect.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+}
+
+/// Where and how to listen.
+///
+/// ```
+/// use cloudlink::{CloudLink, Server};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cloudlink::StartError> {
+/// let server = Server::builder()
+///     .host("127.0.0.1")
+///     .port(0) // any free port
+///     .bind(CloudLink::builder().build())
+///     .await?;
+/// println!("CloudLink on {}", server.url());
+/// server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    host: String,
+    port: u16,
+    tls: Option<TlsFiles>,
+    access: AccessRules,
+    deadlines: Deadlines,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 3000,
+            tls: None,
+            access: AccessRules::default(),
+            deadlines: Deadlines::default(),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Host name or address to listen on (default `127.0.0.1`; `0.0.0.0` for every interface).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Port to listen on (default 3000; 0 picks a free one).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Serves `wss://` with this certificate chain and key (PEM files).
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        });
+        self
+    }
+
+    /// Who may connect: caps, allowed origins, trusted proxies and the header
+    /// they name the client in (default: anyone, and no proxy is believed).
+    pub fn access(mut self, rules: AccessRules) -> Self {
+        self.access = rules;
+        self
+    }
+
+    /// How long each stage of a connection may take.
+    pub fn deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.deadlines = deadlines;
+        self
+    }
+
+    /// Opens the port and serves `cloudlink` on it.
+    pub async fn bind(self, cloudlink: CloudLink) -> Result<RunningServer, StartError> {
+        let edge = Edge::bind(Settings {
+            host: self.host,
+            port: self.port,
+            tls: self.tls,
+            access: self.access,
+            deadlines: self.deadlines,
+        })
+        .await?;
+        let app = Router::new().fallback(any_path).with_state(AppState {
+            cloudlink: cloudlink.clone(),
+            websockets: edge.websockets(),
+        });
+        let serving = edge.serve(app);
+        info!(
+            local_addr = %serving.local_addr(),
+            tls = serving.is_tls(),
+            "CloudLink listening"
+        );
+        Ok(RunningServer { serving, cloudlink })
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    cloudlink: CloudLink,
+    websockets: WebSockets,
+}
+
+/// Every path: a WebSocket becomes a CloudLink session.
+async fn any_path(State(state): State<AppState>, request: Request) -> Response {
+    if !edge::wants_websocket(&request) {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::UPGRADE, "websocket")],
+            "This is a CloudLink server: connect to it with a WebSocket client (ws:// or wss://).\n",
+        )
+            .into_response();
+    }
+    let AppState {
+        cloudlink,
+        websockets,
+    } = state;
+    websockets.accept(request, move |connection: Connection| async move {
+        let Connection {
+            read,
+            write,
+            control,
+        } = connection;
+        let client = ClientInfo {
+            address: control.client.ip(),
+            headers: control.headers.clone(),
+        };
+        session::run((read, write), cloudlink, client, control.stopped(), || {
+            control.earned()
+        })
+        .await;
+    })
+}
+
+/// A server that is accepting connections.
+#[derive(Debug)]
+pub struct RunningServer {
+    serving: Serving,
+    cloudlink: CloudLink,
+}
+
+impl RunningServer {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.serving.local_addr()
+    }
+
+    /// Whether it serves `wss://`.
+    pub fn is_tls(&self) -> bool {
+        self.serving.is_tls()
+    }
+
+    /// The address clients connect to, e.g. `ws://127.0.0.1:3000/`.
+    pub fn url(&self) -> String {
+        let scheme = if self.is_tls() { "wss" } else { "ws" };
+        format!("{scheme}://{}/", self.local_addr())
+    }
+
+    /// The server's state, for the extension helpers.
+    pub fn cloudlink(&self) -> &CloudLink {
+        &self.cloudlink
+    }
+
+    /// A token cancelled when shutdown starts.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.serving.shutdown_token()
+    }
+
+    /// Stops accepting, closes every WebSocket with 1001 and waits briefly for them.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        self.serving.shutdown().await;
+    }
+}

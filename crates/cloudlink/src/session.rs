@@ -1,0 +1,397 @@
+//! One WebSocket connection's life, from the upgrade to the close.
+//!
+//! A session is two tasks: [`run`] reads the client's frames and handles them
+//! in order, and the edge's writer (see [`edge::writer`]) drains the client's
+//! outbox to the socket, so everything the client receives (replies and room
+//! broadcasts alike) leaves in the order it was queued and a client that stops
+//! reading is dropped instead of growing memory.
+//!
+//! Each frame goes through CloudLink 0.2.0's pipeline: empty, not JSON, not an
+//! object, which protocol (fixed by the first message that passes one of the
+//! two default schemas), then the protocol's own handling ([`crate::cl4`],
+//! [`crate::scratch`]). A client whose first frame cannot be identified gets
+//! the 0.2.0 text and a normal close; an identified client's bad input gets a
+//! status code (CL4) or is ignored (Scratch), and the connection goes on. Only
+//! a frame over the size limit (1009), a WebSocket protocol error (1002), a
+//! client far over its message rate (1008), a client that cannot keep up
+//! (1013), silence, or shutdown (1001) end it otherwise.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge::StopReason;
+use edge::outbox::{CloseRequest, Frame, Outbox, Urgency};
+use edge::rate::{RateGuard, Verdict};
+use edge::writer::CLOSE_GRACE;
+use edge::ws::{self, ReadError};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::timeout;
+use tracing::{debug, info};
+
+use crate::cl4::{self, status::StatusCode};
+use crate::client::{Client, ClientInfo, Protocol};
+use crate::extension::{Event, ExceptionKind, Hooks};
+use crate::handle::CloudLink;
+use crate::schema::validate;
+use crate::scratch;
+
+/// Close code answering a client's own close, and 0.2.0's code for the
+/// texts sent before hanging up ("Normal Closure").
+pub const CLOSE_NORMAL: u16 = 1000;
+/// Close code sent to every client when the server shuts down ("Going Away").
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a client that breaks the WebSocket framing rules.
+pub const CLOSE_PROTOCOL: u16 = 1002;
+/// Close code for a client that keeps sending far over its rate ("Policy Violation").
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close code for a message over the size limit ("Message Too Big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Whether to keep reading after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    /// The connection is closing (its outbox is finishing); read no more.
+    Stop,
+}
+
+/// How the reading ended.
+enum Ending {
+    /// Send this close frame now.
+    Close(u16, &'static str),
+    /// A handler asked for a close after its last words; let the writer finish.
+    Finishing,
+    /// The client is gone or silent; nothing more to send.
+    Gone,
+}
+
+/// Close code for a connection evicted to make room ("Try Again Later").
+pub const CLOSE_TRY_LATER: u16 = 1013;
+
+/// Serves one upgraded WebSocket until either side ends it.
+///
+/// Generic over the socket halves so that it runs the same over TCP, TLS or
+/// an in-memory pipe. `stopped` resolves when the session must end from
+/// outside (shutdown, eviction, a client that never identified itself in
+/// time); `earned` is called once the client's first message identified its
+/// protocol, which is what a real client does at once. The edge's
+/// [`Control`](edge::Control) provides both.
+pub async fn run<R, W>(
+    (read, write): (R, W),
+    server: CloudLink,
+    peer: ClientInfo,
+    stopped: impl Future<Output = StopReason>,
+    earned: impl Fn() + Sync,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let settings = server.settings().clone();
+    let outbox = Arc::new(Outbox::new(settings.outbox_frames));
+    let mut writer = tokio::spawn(edge::writer::run(
+        write,
+        Arc::clone(&outbox),
+        settings.writer,
+        (),
+    ));
+    let writer_grace = settings.writer.stall_timeout + CLOSE_GRACE * 2;
+    let client = server.new_client(peer, Arc::clone(&outbox));
+    if !server.register(&client) {
+        info!(client = %client.address(), "server full; refusing a client");
+        server.send_text(&client, "Server is full!");
+        client.finish(CLOSE_NORMAL, "");
+        let _ = timeout(writer_grace, writer).await;
+        return;
+    }
+    info!(client = %client.address(), uuid = client.uuid(), "client connected");
+    let hooks = server.hooks();
+    let event = || Event {
+        server: server.clone(),
+        client: client.clone(),
+    };
+    Hooks::run(Some(&hooks.connect), event).await;
+
+    let mut reader = ws::Reader::new(read, settings.max_frame_bytes);
+    let mut session = Session {
+        server: &server,
+        client: &client,
+        earned: &earned,
+        rate: settings.message_rate.map(RateGuard::new),
+        silence: settings.writer.ping_interval * 2 + Duration::from_secs(1),
+    };
+    let mut writer_finished = false;
+    let ending = tokio::select! {
+        stop = stopped => match stop {
+            StopReason::Shutdown => Ending::Close(CLOSE_GOING_AWAY, "server is shutting down"),
+            StopReason::Evicted => Ending::Close(CLOSE_TRY_LATER, "server is full; try again later"),
+            StopReason::JoinDeadline => {
+                info!(client = %client.address(), "client sent no message in time; closing with 1008");
+                Ending::Close(CLOSE_POLICY, "no message in time")
+            }
+        },
+        // The writer ended by itself (the socket failed or stalled, or a
+        // close was sent); a JoinHandle must not be awaited twice.
+        _ = &mut writer => {
+            debug!(uuid = client.uuid(), "the writer ended: the socket failed or a close was sent");
+            writer_finished = true;
+            Ending::Gone
+        }
+        ending = session.read_until_end(&mut reader) => ending,
+    };
+    server.forget(&client);
+    Hooks::run(Some(&hooks.disconnect), event).await;
+    if let Some(protocol) = client.protocol() {
+        Hooks::run(hooks.protocol_disconnect.get(&protocol), event).await;
+    }
+    // A close of ours goes out after what is already queued (a last status
+    // code, say); a client that is gone gets nothing more.
+    let code = match ending {
+        Ending::Close(code, reason) => {
+            outbox.finish(CloseRequest::new(code, reason));
+            Some(code)
+        }
+        Ending::Finishing => None,
+        Ending::Gone => {
+            outbox.close(CloseRequest {
+                code: None,
+                reason: Cow::Borrowed(""),
+            });
+            None
+        }
+    };
+    let writer_task = writer.abort_handle();
+    if !writer_finished && timeout(writer_grace, writer).await.is_err() {
+        debug!("writer did not finish in time; stopping it");
+        writer_task.abort();
+    }
+    info!(client = %client.address(), uuid = client.uuid(), close_code = code, "client disconnected");
+}
+
+/// The reader's state for one connection.
+struct Session<'a> {
+    server: &'a CloudLink,
+    client: &'a Client,
+    /// Tells the edge this is a real client (its protocol is known).
+    earned: &'a (dyn Fn() + Sync),
+    /// The client's message allowance, when limited.
+    rate: Option<RateGuard>,
+    /// How long a live client can stay silent: it answers our pings.
+    silence: Duration,
+}
+
+impl Session<'_> {
+    /// Reads frames until the connection should end.
+    async fn read_until_end<R: AsyncRead + Unpin>(&mut self, reader: &mut ws::Reader<R>) -> Ending {
+        loop {
+            let message = match timeout(self.silence, reader.next()).await {
+                Err(_) => {
+                    info!(client = %self.client.address(), "client silent for {:?}; dropping it", self.silence);
+                    return Ending::Gone;
+                }
+                Ok(Err(ReadError::TooBig)) => {
+                    info!(client = %self.client.address(), "client sent a message over the size limit; closing with 1009");
+                    return Ending::Close(CLOSE_TOO_BIG, "message too big");
+                }
+                Ok(Err(ReadError::Protocol(what))) => {
+                    info!(client = %self.client.address(), "client broke the WebSocket protocol ({what}); closing with 1002");
+                    return Ending::Close(CLOSE_PROTOCOL, "WebSocket protocol error");
+                }
+                Ok(Err(ReadError::Io(error))) => {
+                    debug!(client = %self.client.address(), %error, "connection ended");
+                    return Ending::Gone;
+                }
+                Ok(Ok(message)) => message,
+            };
+            let text = match message {
+                ws::Incoming::Text(text) => text,
+                // 0.2.0 decodes binary frames as JSON too.
+                ws::Incoming::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                ws::Incoming::Ping(payload) => {
+                    self.client.push(Frame {
+                        urgency: Urgency::Essential,
+                        wire: ws::pong_frame(&payload),
+                    });
+                    continue;
+                }
+                ws::Incoming::Pong => continue,
+                ws::Incoming::Close(_) => return Ending::Close(CLOSE_NORMAL, ""),
+            };
+            match self.rate.as_mut().map_or(Verdict::Handle, RateGuard::check) {
+                Verdict::Handle => {}
+                Verdict::Refuse { tell } => {
+                    if tell {
+                        self.over_rate().await;
+                    }
+                    continue;
+                }
+                Verdict::Close => {
+                    info!(client = %self.client.address(), "client kept sending over its rate; closing with 1008");
+                    return Ending::Close(CLOSE_POLICY, "sending too fast");
+                }
+            }
+            if Box::pin(self.frame(&text)).await == Flow::Stop {
+                return Ending::Finishing;
+            }
+        }
+    }
+
+    async fn over_rate(&self) {
+        if self.client.protocol() == Some(Protocol::Cl4) {
+            let details =
+                json!("Too many messages: slow down. Messages are not handled until you do.");
+            cl4::reject(self.client, StatusCode::Refused, &details);
+        }
+        self.failure(ExceptionKind::Overloaded, json!("message rate exceeded"))
+            .await;
+    }
+
+    async fn failure(&self, kind: ExceptionKind, details: Value) {
+        self.server
+            .hooks()
+            .failure(self.server, self.client, kind, || details)
+            .await;
+    }
+
+    /// 0.2.0's answer to an unidentified client's bad first frame: the reason
+    /// as a text, then a normal close with it.
+    fn refuse_unidentified(&self, why: &'static str) -> Flow {
+        self.server.send_text(self.client, why);
+        self.client.finish(CLOSE_NORMAL, why);
+        Flow::Stop
+    }
+
+    /// Handles one text frame.
+    async fn frame(&mut self, text: &str) -> Flow {
+        let protocol = self.client.protocol();
+        if text.is_empty() {
+            self.failure(ExceptionKind::EmptyMessage, json!("Empty message"))
+                .await;
+            return match protocol {
+                None => self.refuse_unidentified("Empty message"),
+                Some(Protocol::Cl4) => {
+                    let details = json!("Your client has sent an empty message.");
+                    cl4::reject(self.client, StatusCode::EmptyPacket, &details);
+                    Flow::Continue
+                }
+                Some(Protocol::Scratch) => Flow::Continue,
+            };
+        }
+        let error = match serde_json::from_str::<Value>(text) {
+            Ok(message) => return self.message(message).await,
+            Err(error) => error,
+        };
+        // Scratch clients may send several messages in one frame, one a line.
+        if protocol != Some(Protocol::Cl4)
+            && let Some(lines) = json_lines(text)
+        {
+            for message in lines {
+                if self.message(message).await == Flow::Stop {
+                    return Flow::Stop;
+                }
+            }
+            return Flow::Continue;
+        }
+        let details = json!(format!("A JSON error was raised: {error}"));
+        self.failure(ExceptionKind::JsonError, details.clone())
+            .await;
+        match protocol {
+            None => self.refuse_unidentified("Invalid JSON"),
+            Some(Protocol::Cl4) => {
+                cl4::reject(self.client, StatusCode::JsonError, &details);
+                Flow::Continue
+            }
+            Some(Protocol::Scratch) => Flow::Continue,
+        }
+    }
+
+    /// Handles one decoded message.
+    async fn message(&mut self, message: Value) -> Flow {
+        let protocol = match self.client.protocol() {
+            Some(protocol) => protocol,
+            None => match identify(&message) {
+                Some(protocol) => {
+                    self.identified(protocol).await;
+                    protocol
+                }
+                None => {
+                    self.failure(
+                        ExceptionKind::ValidationError,
+                        json!("Unable to identify protocol"),
+                    )
+                    .await;
+                    return self.refuse_unidentified("Unable to identify protocol");
+                }
+            },
+        };
+        match protocol {
+            Protocol::Cl4 if !message.is_object() => {
+                let details = json!({"message": ["must be of dict type"]});
+                cl4::reject(self.client, StatusCode::Syntax, &details);
+                self.failure(ExceptionKind::ValidationError, details).await;
+                Flow::Continue
+            }
+            Protocol::Cl4 => {
+                cl4::handle(self.server, self.client, message).await;
+                Flow::Continue
+            }
+            Protocol::Scratch => scratch::handle(self.server, self.client, message).await,
+        }
+    }
+
+    async fn identified(&self, protocol: Protocol) {
+        self.client.set_protocol(protocol);
+        (self.earned)();
+        debug!(uuid = self.client.uuid(), %protocol, "protocol identified");
+        if protocol == Protocol::Cl4 {
+            let mut state = self.server.registry().lock();
+            cl4::rooms::identified(&mut state, self.client);
+        }
+        let hooks = self.server.hooks();
+        Hooks::run(hooks.identified.get(&protocol), || Event {
+            server: self.server.clone(),
+            client: self.client.clone(),
+        })
+        .await;
+    }
+}
+
+/// Which protocol a first message speaks: the first default schema it
+/// passes, CL4 before Scratch.
+fn identify(message: &Value) -> Option<Protocol> {
+    let object = message.as_object()?;
+    if validate(object, cl4::DEFAULT_SCHEMA).is_ok() {
+        Some(Protocol::Cl4)
+    } else if validate(object, scratch::DEFAULT_SCHEMA).is_ok() {
+        Some(Protocol::Scratch)
+    } else {
+        None
+    }
+}
+
+/// Several JSON documents, one a line; `None` unless every non-blank line is one.
+fn json_lines(text: &str) -> Option<Vec<Value>> {
+    if !text.contains('\n') {
+        return None;
+    }
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+impl CloudLink {
+    /// Takes a leaving client out of its rooms (announcing a named CL4
+    /// client's departure) and out of the registry.
+    pub(crate) fn forget(&self, client: &Client) {
+        let mut state = self.registry().lock();
+        match client.protocol() {
+            Some(Protocol::Cl4) => cl4::rooms::leave_all(&mut state, client),
+            Some(Protocol::Scratch) => scratch::leave_all(&mut state, client),
+            None => {}
+        }
+        state.unregister(client);
+    }
+}
