@@ -15,11 +15,19 @@
 //! first one to join; the window counts by sequence number, so a message the
 //! server dropped for that receiver does not leak a slot.
 //!
-//! Measured: messages delivered per second over all receivers (the sender's
-//! own copies are not counted), messages sent per second, the delivered share
-//! (how much of sent × receivers arrived, which shows dropping), delivery
-//! latency percentiles over every delivered message (stamped by the sender,
-//! read by the receiver), server and generator CPU, and server memory.
+//! With a fixed rate instead, the sender offers that many messages per second
+//! (still within the window); run below what both servers can take, this
+//! measures delivery latency without the queueing that "as fast as possible"
+//! builds up by design (there, latency ≈ window ÷ rate).
+//!
+//! Measured: messages delivered per second over all receivers during the
+//! measured seconds (the sender's own copies are not counted), messages sent
+//! per second, the delivered share (of the messages sent during the measured
+//! seconds, how many copies reached how many receivers, given up to a few
+//! seconds to arrive: below 100% means the server dropped some), delivery
+//! latency percentiles over every message delivered while measuring (stamped
+//! by the sender, read by the receiver), server and generator CPU, and server
+//! memory.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -48,6 +56,8 @@ const ALL_JOINED_TIMEOUT: Duration = Duration::from_secs(180);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long receivers may take to finish once the server is gone.
 const WIND_DOWN: Duration = Duration::from_secs(10);
+/// How long the messages sent while measuring may take to arrive afterwards.
+const DRAIN: Duration = Duration::from_secs(3);
 
 /// One fan-out measurement.
 #[derive(Debug, Clone)]
@@ -63,6 +73,8 @@ pub struct Load {
     pub warmup: Duration,
     /// How long deliveries are counted.
     pub secs: Duration,
+    /// Messages per second the sender offers; `None` = as fast as the window allows.
+    pub rate: Option<f64>,
 }
 
 /// What all clients of one run share. Nothing here is touched per message
@@ -85,6 +97,10 @@ struct Shared {
     ack: Notify,
     /// Messages sent so far.
     sent: AtomicU64,
+    /// Sequence numbers sent while measuring: `window_from..window_to`
+    /// (`u64::MAX` until known), for the delivered share.
+    window_from: AtomicU64,
+    window_to: AtomicU64,
     /// Tells the sender to stop.
     stop: AtomicBool,
 }
@@ -95,6 +111,8 @@ struct Outcome {
     /// Stamped messages received while measuring; summed at the end, so that
     /// no shared counter is touched per message.
     delivered: u64,
+    /// Stamped messages received, at any time, that were sent while measuring.
+    of_window: u64,
     latencies: Histogram,
 }
 
@@ -102,6 +120,8 @@ struct Outcome {
 pub async fn run(server: &mut ServerProc, load: &Load) -> anyhow::Result<Figures> {
     let shared = Arc::new(Shared {
         acker: AtomicUsize::new(usize::MAX),
+        window_from: AtomicU64::new(u64::MAX),
+        window_to: AtomicU64::new(u64::MAX),
         ..Shared::default()
     });
     let gate = Arc::new(Semaphore::new(load.concurrency.max(1)));
@@ -138,6 +158,7 @@ pub async fn run(server: &mut ServerProc, load: &Load) -> anyhow::Result<Figures
         sender_ws,
         load.protocol,
         load.window,
+        load.rate,
         Arc::clone(&shared),
     ));
 
@@ -150,6 +171,7 @@ pub async fn run(server: &mut ServerProc, load: &Load) -> anyhow::Result<Figures
 
     let cpu = CpuMeter::start(server.pid);
     let sent_before = shared.sent.load(Ordering::Relaxed);
+    shared.window_from.store(sent_before, Ordering::Relaxed);
     let window_start = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
     let mut rss_max = procstat::rss_kib(server.pid);
@@ -164,25 +186,36 @@ pub async fn run(server: &mut ServerProc, load: &Load) -> anyhow::Result<Figures
     }
     shared.measuring.store(false, Ordering::Relaxed);
     let window = window_start.elapsed().as_secs_f64();
-    let sent = shared.sent.load(Ordering::Relaxed) - sent_before;
+    let sent_after = shared.sent.load(Ordering::Relaxed);
+    shared.window_to.store(sent_after, Ordering::Relaxed);
+    let sent = sent_after - sent_before;
     let (server_cpu, generator_cpu) = cpu.percent();
-    let crashed = server.exited();
 
-    // Stop the sender, then kill the server, which ends every receiver's read.
+    // Stop the sender, let what was sent while measuring arrive, then kill
+    // the server, which ends every receiver's read.
     shared.stop.store(true, Ordering::Relaxed);
     shared.ack.notify_one();
     let sender_error = match timeout(WIND_DOWN, sender).await {
         Ok(Ok(Err(e))) => Some(format!("{e:#}")),
         _ => None,
     };
+    let draining = Instant::now();
+    while shared.acked.load(Ordering::Relaxed) < sent_after && draining.elapsed() < DRAIN {
+        sleep(Duration::from_millis(10)).await;
+    }
+    // The acknowledging receiver is one of many: give the others a moment more.
+    sleep(draining.elapsed().min(Duration::from_millis(500)) + Duration::from_millis(100)).await;
+    let crashed = server.exited();
     server.kill();
     let mut delivered = 0;
+    let mut of_window = 0;
     let mut latencies = Histogram::default();
     let wind_down = Instant::now() + WIND_DOWN;
     for task in receivers.iter_mut() {
         let left = wind_down.saturating_duration_since(Instant::now());
         if let Ok(Ok(outcome)) = timeout(left, &mut *task).await {
             delivered += outcome.delivered;
+            of_window += outcome.of_window;
             latencies.merge(&outcome.latencies);
         }
     }
@@ -213,7 +246,7 @@ pub async fn run(server: &mut ServerProc, load: &Load) -> anyhow::Result<Figures
     if sent > 0 && joined > 0 {
         f.insert(
             "delivered_share",
-            100.0 * delivered as f64 / (sent as f64 * joined as f64),
+            100.0 * of_window as f64 / (sent as f64 * joined as f64),
         );
     }
     if let Some(p50) = latencies.percentile(50.0) {
@@ -289,25 +322,42 @@ async fn receiver(
                     .latencies
                     .record(now.saturating_sub(s.sent_ns) / 1000);
             }
+            if s.seq >= shared.window_from.load(Ordering::Relaxed)
+                && s.seq < shared.window_to.load(Ordering::Relaxed)
+            {
+                outcome.of_window += 1;
+            }
         }
     }
     outcome
 }
 
 /// The sender: sends stamped messages while fewer than `window` are
-/// unacknowledged, until told to stop; drains its own socket meanwhile (both
-/// servers send it its own copies).
+/// unacknowledged (and, with a `rate`, one per tick), until told to stop;
+/// drains its own socket meanwhile (a server may send it its own copies).
 async fn send(
     ws: Conn,
     protocol: Protocol,
     window: u64,
+    rate: Option<f64>,
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {
     let (mut sink, mut stream) = ws.split();
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+    let mut ticks = rate.map(|r| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+        // A late tick is not made up for with a burst: the offered rate stays even.
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     let mut seq = 0u64;
     let result = async {
         while !shared.stop.load(Ordering::Relaxed) {
+            if let Some(t) = ticks.as_mut()
+                && timeout(Duration::from_millis(100), t.tick()).await.is_err()
+            {
+                continue;
+            }
             if seq >= shared.acked.load(Ordering::Relaxed) + window.max(1) {
                 // Bounded wait, so that a server that stops answering cannot hang the sender.
                 let _ = timeout(Duration::from_millis(100), shared.ack.notified()).await;

@@ -14,6 +14,11 @@
 //! server used under 2% of a core for two half-seconds in a row. What is left
 //! in RSS then includes whatever the server's allocator kept from that burst,
 //! which is part of the cost a real server pays too.
+//!
+//! For comparison the same can be run with the handshake only (no `setid`, so
+//! no user-list traffic at all): the difference between the two shows how much
+//! of the per-client figure is the connection itself and how much is left
+//! behind by the identification burst.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,11 +53,13 @@ struct Shared {
     first_error: Mutex<Option<String>>,
 }
 
-/// Identifies `clients` clients (at most `concurrency` at once) and computes the figures.
+/// Connects `clients` clients (at most `concurrency` at once), each doing the
+/// CL4 handshake and, if `identify`, `setid`, and computes the figures.
 pub async fn run(
     server: &mut ServerProc,
     clients: usize,
     concurrency: usize,
+    identify: bool,
 ) -> anyhow::Result<Figures> {
     let rss_before = procstat::rss_kib(server.pid);
     let shared = Arc::new(Shared::default());
@@ -64,6 +71,7 @@ pub async fn run(
             tokio::spawn(idle_client(
                 i,
                 server.addr,
+                identify,
                 Arc::clone(&shared),
                 Arc::clone(&gate),
             ))
@@ -129,15 +137,23 @@ pub async fn run(
     Ok(f)
 }
 
-/// One client: connect, handshake and identify (at most `gate`'s permits at
-/// once), then read whatever comes until the connection ends.
-async fn idle_client(i: usize, server: SocketAddr, shared: Arc<Shared>, gate: Arc<Semaphore>) {
+/// One client: connect, handshake and maybe identify (at most `gate`'s permits
+/// at once), then read whatever comes until the connection ends.
+async fn idle_client(
+    i: usize,
+    server: SocketAddr,
+    identify: bool,
+    shared: Arc<Shared>,
+    gate: Arc<Semaphore>,
+) {
     let permit = gate.acquire().await;
     let name = format!("u{i}");
     let identifying = async {
         let mut ws = client::connect(server, client::source_address(i)).await?;
         client::join(&mut ws, Protocol::Cl4, &name).await?;
-        client::identify(&mut ws, &name).await?;
+        if identify {
+            client::identify(&mut ws, &name).await?;
+        }
         anyhow::Ok(ws)
     };
     let mut ws = match timeout(IDENTIFY_TIMEOUT, identifying).await {
