@@ -227,6 +227,8 @@ impl Hub {
     /// in the roster; returns how many connections it was queued for.
     ///
     /// A presence with `username` for an unknown user adds them; `delete` removes them.
+    /// A removal or a change without a name for a user not in the roster is
+    /// sent to no one (a d-zone client would draw a nameless actor for it).
     pub fn broadcast_presence(&self, server: &str, update: PresenceUpdate) -> usize {
         let text = Outgoing::Presence {
             server,
@@ -243,6 +245,12 @@ impl Hub {
             self.count_broadcast(0);
             return 0;
         };
+        // A client given a removal, or a nameless change, for a user it does
+        // not know draws a nameless actor for it: such an update changes
+        // nothing anyone should see, so it goes to no one.
+        if !guild.roster.contains_key(&update.uid) && (update.delete || update.username.is_none()) {
+            return self.count_broadcast(0);
+        }
         apply_presence(&mut guild.roster, update);
         self.fan_out(guild, frame)
     }

@@ -37,6 +37,8 @@
 //! # }
 //! ```
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod hub;
 mod metrics;

@@ -389,6 +389,10 @@ pub enum DecodeError {
     InvalidJson,
     /// `type` missing, not a string, or unknown.
     UnknownType,
+    /// A `connect` whose server is given as something that cannot name one
+    /// (`true`, a list...): answered like an unknown server, never by joining
+    /// one the client did not ask for.
+    UnnamedServer,
 }
 
 impl DecodeError {
@@ -397,6 +401,7 @@ impl DecodeError {
         match self {
             DecodeError::InvalidJson => errors::INVALID_JSON,
             DecodeError::UnknownType => errors::UNKNOWN_TYPE,
+            DecodeError::UnnamedServer => errors::NO_SUCH_SERVER,
         }
     }
 }
@@ -439,19 +444,31 @@ impl Incoming {
         let value: Value = serde_json::from_str(text).map_err(|_| DecodeError::InvalidJson)?;
         let raw: RawFrame = serde_json::from_value(value).map_err(|_| DecodeError::UnknownType)?;
         match raw.kind.as_ref().and_then(Value::as_str) {
-            Some("connect") => Ok(Incoming::Connect(ConnectRequest::from_data(raw.data))),
+            Some("connect") => Ok(Incoming::Connect(ConnectRequest::from_data(raw.data)?)),
             _ => Err(DecodeError::UnknownType),
         }
     }
 }
 
 impl ConnectRequest {
-    fn from_data(data: Value) -> ConnectRequest {
-        let raw: RawConnect = serde_json::from_value(data).unwrap_or_default();
+    /// Reads `connect`'s `data`: an object with `server` and credentials, or
+    /// (as some clients send it) the server itself, bare.
+    fn from_data(data: Value) -> Result<ConnectRequest, DecodeError> {
+        let raw: RawConnect = match data {
+            Value::Object(_) => serde_json::from_value(data).unwrap_or_default(),
+            bare @ (Value::String(_) | Value::Number(_) | Value::Null) => RawConnect {
+                server: bare,
+                ..RawConnect::default()
+            },
+            Value::Bool(_) | Value::Array(_) => return Err(DecodeError::UnnamedServer),
+        };
         let server = match &raw.server {
             Value::String(s) => s.trim().to_owned(),
             Value::Number(n) => n.to_string(),
-            _ => String::new(),
+            Value::Null => String::new(),
+            Value::Bool(_) | Value::Array(_) | Value::Object(_) => {
+                return Err(DecodeError::UnnamedServer);
+            }
         };
         let server = if server.is_empty() {
             "default".to_owned()
@@ -476,12 +493,12 @@ impl ConnectRequest {
             Value::String(s) if !s.is_empty() => Some(s),
             _ => None,
         };
-        ConnectRequest {
+        Ok(ConnectRequest {
             server,
             discord_token: text(raw.discord_token),
             discord_user,
             password: text(raw.password),
-        }
+        })
     }
 }
 
@@ -499,6 +516,26 @@ mod tests {
     #[test]
     fn server_request_is_normalised() {
         assert_eq!(connect(r#"{"type":"connect","data":{}}"#).server, "default");
+        assert_eq!(
+            connect(r#"{"type":"connect","data":"repos"}"#).server,
+            "repos"
+        );
+        assert_eq!(
+            connect(r#"{"type":"connect","data":" dworld "}"#).server,
+            "dworld"
+        );
+        for unnamed in [
+            r#"{"type":"connect","data":true}"#,
+            r#"{"type":"connect","data":["repos"]}"#,
+            r#"{"type":"connect","data":{"server":{"id":"repos"}}}"#,
+            r#"{"type":"connect","data":{"server":false}}"#,
+        ] {
+            assert_eq!(
+                Incoming::decode(unnamed).unwrap_err(),
+                DecodeError::UnnamedServer,
+                "{unnamed}"
+            );
+        }
         assert_eq!(connect(r#"{"type":"connect"}"#).server, "default");
         assert_eq!(
             connect(r#"{"type":"connect","data":{"server":"  "}}"#).server,

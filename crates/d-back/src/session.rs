@@ -31,13 +31,9 @@ use edge::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
 use edge::ws::{self, ReadError};
 
 /// Close code for a frame over the size limit (RFC 6455 "Message Too Big").
-pub const CLOSE_TOO_BIG: u16 = 1009;
-/// Close code answering a client's own close ("Normal Closure").
-const CLOSE_NORMAL: u16 = 1000;
+pub const CLOSE_TOO_BIG: u16 = ws::CLOSE_TOO_BIG;
 /// Close code sent to every client when the server shuts down ("Going Away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
-/// Close code for a client that breaks the WebSocket framing rules ("Protocol Error").
-const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code for a client that keeps sending far over its rate ("Policy Violation").
 pub const CLOSE_POLICY: u16 = 1008;
 
@@ -102,12 +98,7 @@ pub(crate) async fn run(
             writer_finished = true;
             None
         }
-        code = session.read_until_end(&mut reader, &limits) => code.map(|code| (code, match code {
-            CLOSE_TOO_BIG => "frame too big",
-            CLOSE_POLICY => "sending too fast",
-            CLOSE_PROTOCOL => "WebSocket protocol error",
-            _ => "",
-        })),
+        close = session.read_until_end(&mut reader, &limits) => close,
     };
     session.stop_watching();
     outbox.close(CloseRequest {
@@ -150,7 +141,7 @@ impl Session<'_> {
         &mut self,
         reader: &mut ws::Reader<R>,
         limits: &Limits,
-    ) -> Option<u16> {
+    ) -> Option<(u16, &'static str)> {
         // A live client answers our pings, so silence for two ping periods means it is gone.
         let silence = limits.ping_interval * 2 + Duration::from_secs(1);
         loop {
@@ -159,21 +150,19 @@ impl Session<'_> {
                     info!(peer = %self.peer, "client silent for {silence:?}; dropping it");
                     return None;
                 }
-                Ok(Err(ReadError::TooBig)) => {
-                    info!(
-                        peer = %self.peer,
-                        limit = limits.max_frame_bytes,
-                        "client sent a frame over the size limit; closing with 1009"
-                    );
-                    return Some(CLOSE_TOO_BIG);
-                }
-                Ok(Err(ReadError::Protocol(what))) => {
-                    info!(peer = %self.peer, "client broke the WebSocket protocol ({what}); closing with 1002");
-                    return Some(CLOSE_PROTOCOL);
-                }
                 Ok(Err(ReadError::Io(error))) => {
                     debug!(peer = %self.peer, %error, "connection ended");
                     return None;
+                }
+                Ok(Err(error)) => {
+                    let close = error.close();
+                    info!(
+                        peer = %self.peer,
+                        limit = limits.max_frame_bytes,
+                        "client broke the WebSocket rules ({error:?}); closing with {:?}",
+                        close.map(|(code, _)| code)
+                    );
+                    return close;
                 }
                 Ok(Ok(message)) => message,
             };
@@ -189,7 +178,7 @@ impl Session<'_> {
                     }
                     Verdict::Close => {
                         info!(peer = %self.peer, "client kept sending over its rate; closing with 1008");
-                        return Some(CLOSE_POLICY);
+                        return Some((CLOSE_POLICY, "sending too fast"));
                     }
                 }
             }
@@ -205,8 +194,8 @@ impl Session<'_> {
                         wire: ws::pong_frame(&payload),
                     });
                 }
-                // The client's close is answered with the normal-closure code.
-                ws::Incoming::Close(_) => return Some(CLOSE_NORMAL),
+                // The client's close is answered by echoing its code (RFC 6455 5.5.1).
+                ws::Incoming::Close(code) => return Some((code.unwrap_or(ws::CLOSE_NORMAL), "")),
                 ws::Incoming::Pong => {}
             }
         }

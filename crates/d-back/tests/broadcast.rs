@@ -291,3 +291,29 @@ async fn a_change_during_the_first_roster_fetch_is_not_lost() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn updates_for_users_nobody_knows_are_not_sent() {
+    let server = start(Server::builder().provider(quiet_world())).await;
+    let hub = server.hub();
+    let (mut watcher, _) = Client::joined(server.local_addr(), "dworld").await;
+    assert_eq!(
+        hub.broadcast_presence(DWORLD, PresenceUpdate::removed("stranger")),
+        0
+    );
+    assert_eq!(
+        hub.broadcast_presence(DWORLD, PresenceUpdate::new("stranger", Status::Dnd)),
+        0,
+        "a client would draw a nameless actor"
+    );
+    hub.broadcast_presence(
+        DWORLD,
+        PresenceUpdate::new("stranger", Status::Idle).with_username("Stranger"),
+    );
+    let frame = watcher.recv_type("presence").await;
+    assert_eq!(
+        frame["data"]["username"], "Stranger",
+        "the first frame is the named one: {frame}"
+    );
+    server.shutdown().await;
+}

@@ -19,6 +19,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper_util::rt::TokioIo;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
@@ -199,19 +201,17 @@ impl WebSockets {
         if let Some(refusal) = check_handshake(&request) {
             return refusal;
         }
-        let Some(key) = request.headers().get(header::SEC_WEBSOCKET_KEY) else {
-            return bad_request("a WebSocket upgrade needs a Sec-WebSocket-Key header\n");
-        };
-        let accept = derive_accept_key(key.as_bytes());
+        let accept = derive_accept_key(
+            request
+                .headers()
+                .get(header::SEC_WEBSOCKET_KEY)
+                .map_or(&b""[..], |key| key.as_bytes()),
+        );
         let Some(on_upgrade) = request
             .extensions_mut()
             .remove::<hyper::upgrade::OnUpgrade>()
         else {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "this connection cannot be upgraded\n",
-            )
-                .into_response();
+            return bad_request("this connection cannot be upgraded\n");
         };
         // Logs name the client, not the proxy it came through.
         let client = SocketAddr::new(
@@ -266,8 +266,8 @@ fn bad_request(why: &'static str) -> Response {
     (StatusCode::BAD_REQUEST, why).into_response()
 }
 
-/// The opening handshake's rules (RFC 6455 section 4.2.1), but the key;
-/// `Some` is the answer to a request that breaks them.
+/// The opening handshake's rules (RFC 6455 section 4.2.1); `Some` is the
+/// answer to a request that breaks them.
 fn check_handshake(request: &Request) -> Option<Response> {
     let headers = request.headers();
     let has_token = |name: header::HeaderName, token: &str| {
@@ -278,6 +278,9 @@ fn check_handshake(request: &Request) -> Option<Response> {
     };
     if request.method() != axum::http::Method::GET {
         return Some(bad_request("a WebSocket upgrade must be a GET request\n"));
+    }
+    if request.version() < axum::http::Version::HTTP_11 {
+        return Some(bad_request("a WebSocket upgrade needs HTTP/1.1\n"));
     }
     if !has_token(header::CONNECTION, "upgrade") {
         return Some(bad_request(
@@ -296,6 +299,15 @@ fn check_handshake(request: &Request) -> Option<Response> {
             )
                 .into_response(),
         );
+    }
+    let key_is_16_bytes = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|key| BASE64.decode(key.as_bytes()).ok())
+        .is_some_and(|nonce| nonce.len() == 16);
+    if !key_is_16_bytes {
+        return Some(bad_request(
+            "a WebSocket upgrade needs a Sec-WebSocket-Key of 16 bytes in base64\n",
+        ));
     }
     None
 }

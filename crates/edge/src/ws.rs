@@ -54,10 +54,49 @@ pub enum Incoming {
 pub enum ReadError {
     /// A frame or message over the size limit.
     TooBig,
-    /// The client broke the protocol (unmasked frame, bad UTF-8, bad opcode...).
+    /// The client broke the protocol (unmasked frame, bad opcode, a bad close
+    /// frame...).
     Protocol(&'static str),
+    /// A text message, or a close frame's reason, that is not UTF-8.
+    InvalidUtf8,
     /// The connection ended or failed.
     Io(io::Error),
+}
+
+impl ReadError {
+    /// The close code RFC 6455 gives this error (1009 too big, 1002 protocol
+    /// error, 1007 invalid data), and the reason to send with it; `None` when
+    /// the connection is already gone.
+    ///
+    /// ```
+    /// use edge::ws::ReadError;
+    /// assert_eq!(ReadError::InvalidUtf8.close().map(|(code, _)| code), Some(1007));
+    /// ```
+    pub fn close(&self) -> Option<(u16, &'static str)> {
+        match self {
+            ReadError::TooBig => Some((CLOSE_TOO_BIG, "frame too big")),
+            ReadError::Protocol(what) => Some((CLOSE_PROTOCOL_ERROR, what)),
+            ReadError::InvalidUtf8 => Some((CLOSE_INVALID_DATA, "text is not UTF-8")),
+            ReadError::Io(_) => None,
+        }
+    }
+}
+
+/// Close code for a normal closure, also the answer to a client's close without a code.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// Close code for a client that breaks the framing rules ("Protocol Error").
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code for text that is not UTF-8 ("Invalid frame payload data").
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+/// Close code for a frame over the size limit ("Message Too Big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Whether a client may send `code` in a close frame (RFC 6455 section 7.4):
+/// the codes defined for use (1000–1003, 1007–1014), and those registered
+/// for libraries and applications (3000–4999). 1005, 1006 and 1015 are for
+/// reporting only and never sent; the rest are reserved.
+pub fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Encodes a text frame, header and payload in one buffer to share between sockets.
@@ -257,9 +296,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 ));
             }
             return Ok(Some(match opcode {
-                OP_CLOSE => Incoming::Close(
-                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
-                ),
+                OP_CLOSE => Incoming::Close(close_code(&payload)?),
                 OP_PING => Incoming::Ping(payload.freeze()),
                 OP_PONG => Incoming::Pong,
                 _ => return Err(ReadError::Protocol("unknown control opcode")),
@@ -281,12 +318,27 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             return Ok(None);
         }
         Ok(Some(if opcode == OP_TEXT {
-            Incoming::Text(
-                String::from_utf8(data).map_err(|_| ReadError::Protocol("text is not UTF-8"))?,
-            )
+            Incoming::Text(String::from_utf8(data).map_err(|_| ReadError::InvalidUtf8)?)
         } else {
             Incoming::Binary(data)
         }))
+    }
+}
+
+/// The code of a client's close frame, after checking it as RFC 6455 section
+/// 5.5.1 and 7.4 ask: no payload, or a valid code followed by a UTF-8 reason.
+fn close_code(payload: &[u8]) -> Result<Option<u16>, ReadError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(ReadError::Protocol("a close frame cannot carry one byte")),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !is_valid_close_code(code) {
+                return Err(ReadError::Protocol("invalid close code"));
+            }
+            std::str::from_utf8(reason).map_err(|_| ReadError::InvalidUtf8)?;
+            Ok(Some(code))
+        }
     }
 }
 
@@ -354,7 +406,40 @@ mod tests {
         let unmasked = read_all(vec![0x81, 1, b'x'], 100).await;
         assert!(matches!(&unmasked[0], Err(e) if e.contains("masked")));
         let bad_utf8 = read_all(masked(0x81, &[0xff]), 100).await;
-        assert!(matches!(&bad_utf8[0], Err(e) if e.contains("UTF-8")));
+        assert_eq!(bad_utf8, vec![Err("InvalidUtf8".into())]);
+        // "é" split between two fragments is fine; a lone half is not.
+        let mut split = masked(0x01, &[0xc3]);
+        split.extend(masked(0x80, &[0xa9]));
+        assert_eq!(
+            read_all(split, 100).await,
+            vec![Ok(Incoming::Text("é".into()))]
+        );
+    }
+
+    #[tokio::test]
+    async fn close_frames_are_checked() {
+        let close = |payload: &[u8]| read_all(masked(0x88, payload), 200);
+        assert_eq!(close(&[]).await, vec![Ok(Incoming::Close(None))]);
+        assert_eq!(
+            close(&[0x03, 0xe8]).await,
+            vec![Ok(Incoming::Close(Some(1000)))]
+        );
+        assert_eq!(
+            close(&[0x0b, 0xb8, b'o', b'k']).await,
+            vec![Ok(Incoming::Close(Some(3000)))]
+        );
+        assert!(matches!(&close(&[0x03]).await[0], Err(e) if e.contains("one byte")));
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            let got = close(&code.to_be_bytes()).await;
+            assert!(
+                matches!(&got[0], Err(e) if e.contains("invalid close code")),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            close(&[0x03, 0xe8, 0xff]).await,
+            vec![Err("InvalidUtf8".into())]
+        );
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ pub(crate) mod ingest;
 mod static_site;
 
 pub(crate) use static_site::StaticSite;
+pub(crate) use static_site::stays_inside as static_path_stays_inside;
 
 use std::sync::Arc;
 

@@ -113,7 +113,7 @@ fn not_found() -> Response {
 ///
 /// A path that does not exist passes (the file server answers 404 for it);
 /// one with `..`, a backslash or a NUL never does.
-async fn stays_inside(root: &Path, url_path: &str) -> bool {
+pub(crate) async fn stays_inside(root: &Path, url_path: &str) -> bool {
     let Ok(decoded) = percent_decode_str(url_path).decode_utf8() else {
         return false;
     };
