@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test of d-back: unit tests, integration tests over real sockets,
-# the CLI tests against the built binary, the browser test of the built-in
-# page in headless Chromium, and the documentation examples.
+# Runs every test of the workspace: unit tests, integration tests over real
+# sockets, the CLI tests against the built binaries, the browser test of
+# d-back's built-in page in headless Chromium, the documentation examples,
+# and the cloudlink server against the real CloudLink Python client
+# (scripts/test-cloudlink-client.sh).
 #
-# Needs the Rust toolchain and Chromium. Chromium is installed with apt-get
+# Needs the Rust toolchain, Chromium, and Python 3.11 with venv. Chromium is installed with apt-get
 # when it is missing and we may (root on Debian/Ubuntu); otherwise this stops
 # and says how to install it. Nothing is skipped.
 set -euo pipefail
@@ -34,3 +36,4 @@ if ! find_chromium >/dev/null; then
 fi
 
 cargo test --workspace --locked "$@"
+scripts/test-cloudlink-client.sh

@@ -128,6 +128,24 @@ pub struct Cli {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Rooms one CL4 client may be in at once; a `link` beyond it gets E:108.
+    #[arg(
+        long,
+        env = "CLOUDLINK_MAX_ROOMS_PER_CLIENT",
+        default_value_t = 1000,
+        value_name = "ROOMS"
+    )]
+    pub max_rooms_per_client: usize,
+
+    /// Cloud variables one Scratch project may hold; one more closes the client with 4000.
+    #[arg(
+        long,
+        env = "CLOUDLINK_MAX_VARIABLES_PER_PROJECT",
+        default_value_t = 1000,
+        value_name = "VARIABLES"
+    )]
+    pub max_variables_per_project: usize,
+
     /// Seconds a new connection has to send its first message before it is closed with 1008.
     #[arg(
         long,
@@ -172,6 +190,8 @@ impl Cli {
             .send_client_ip(!self.hide_client_ip)
             .max_frame_bytes(self.max_frame_bytes)
             .message_rate(self.message_rate, self.message_burst)
+            .max_rooms_per_client(self.max_rooms_per_client)
+            .max_variables_per_room(self.max_variables_per_project)
             .ping_interval(positive("--ping-interval", self.ping_interval)?);
         if let Some(motd) = &self.motd {
             builder = builder.motd(motd);

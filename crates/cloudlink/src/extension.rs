@@ -10,10 +10,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use serde_json::Value;
+use tracing::warn;
 
 use crate::client::{Client, Protocol};
 use crate::handle::CloudLink;
@@ -125,6 +128,41 @@ impl Hooks {
             .filter(|h| !h.is_empty())
     }
 
+    /// Runs a command's custom handlers in turn, then the `on_message` hooks.
+    /// A handler that panics is logged and reported to the `InternalError`
+    /// hooks, `panicked` is called (to answer the client), and the others
+    /// still run.
+    pub async fn command(
+        &self,
+        server: &CloudLink,
+        client: &Client,
+        message: Value,
+        handlers: Option<&Vec<Hook<Command>>>,
+        panicked: impl Fn(),
+    ) {
+        let command = || Command {
+            server: server.clone(),
+            client: client.clone(),
+            message: message.clone(),
+        };
+        for handler in handlers.into_iter().flatten() {
+            if AssertUnwindSafe(handler(command()))
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                let name = message_name(&message);
+                warn!(command = name, "a custom command handler panicked");
+                panicked();
+                self.failure(server, client, ExceptionKind::InternalError, || {
+                    Value::String(format!("the handler of {name} panicked"))
+                })
+                .await;
+            }
+        }
+        Self::run(Some(&self.message), command).await;
+    }
+
     /// Fires `on_error` and, when the protocol is known, the matching
     /// `on_exception` (or `on_disabled_command`) hooks.
     pub async fn failure(
@@ -155,4 +193,13 @@ impl Hooks {
         Self::run(general, || failure.clone()).await;
         Self::run(specific, || failure).await;
     }
+}
+
+/// A message's command (CL4 `cmd`) or method (Scratch), for logs.
+fn message_name(message: &Value) -> &str {
+    message
+        .get("cmd")
+        .or_else(|| message.get("method"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }

@@ -335,6 +335,21 @@ impl Builder {
         self
     }
 
+    /// Rooms one CL4 client may be in at once (default 1000); a `link` beyond
+    /// it is answered with E:108, so no client can grow the server's memory
+    /// without bound.
+    pub fn max_rooms_per_client(mut self, rooms: usize) -> Self {
+        self.settings.max_rooms_per_client = rooms.max(1);
+        self
+    }
+
+    /// Cloud variables one Scratch project may hold (default 1000); a client
+    /// that makes one more is told so and closed with 4000.
+    pub fn max_variables_per_room(mut self, variables: usize) -> Self {
+        self.settings.max_variables_per_room = variables.max(1);
+        self
+    }
+
     /// Runs `handler` when a client connects.
     pub fn on_connect<F, Fut>(mut self, handler: F) -> Self
     where

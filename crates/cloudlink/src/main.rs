@@ -25,12 +25,13 @@ async fn main() -> ExitCode {
         Ok(server) => server,
         Err(error) => return fail(&error.to_string()),
     };
+    let stop = edge::process::stop_signal();
     eprintln!(
         "cloudlink {} serving {} (CloudLink 4 and Scratch cloud variables); Ctrl-C stops it",
         env!("CARGO_PKG_VERSION"),
         server.url()
     );
-    edge::process::stop_signal().await;
+    stop.await;
     server.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -146,6 +146,11 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// How many rooms a client is in.
+    pub fn room_count(&self, client: &Client) -> usize {
+        self.clients.get(&client.key()).map_or(0, |m| m.rooms.len())
+    }
+
     /// Whether a client is in a room.
     pub fn is_in(&self, client: &Client, room: &str) -> bool {
         self.clients

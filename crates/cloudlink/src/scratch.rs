@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::cl4::wire::encode;
 use crate::client::{Client, Protocol};
-use crate::extension::{Command, ExceptionKind, Hooks};
+use crate::extension::ExceptionKind;
 use crate::handle::CloudLink;
 use crate::pytext;
 use crate::schema::{Field, validate};
@@ -135,20 +135,7 @@ pub(crate) async fn handle(server: &CloudLink, client: &Client, message: Value) 
             return flow;
         }
     }
-    for handler in custom.into_iter().flatten() {
-        handler(Command {
-            server: server.clone(),
-            client: client.clone(),
-            message: message.clone(),
-        })
-        .await;
-    }
-    Hooks::run(Some(&hooks.message), || Command {
-        server: server.clone(),
-        client: client.clone(),
-        message,
-    })
-    .await;
+    hooks.command(server, client, message, custom, || {}).await;
     Flow::Continue
 }
 
@@ -249,6 +236,20 @@ fn variable(
     };
     let value = message.get("value");
     let new_name = message.get("new_name").and_then(Value::as_str);
+    let has = |name: &str| room.variables.contains_key(name);
+    let grows = match method {
+        "set" | "create" => !has(name),
+        "rename" => !has(name) && new_name.is_some_and(|new| !has(new)),
+        _ => false,
+    };
+    let max = server.settings().max_variables_per_room;
+    if grows && room.variables.len() >= max {
+        drop(state);
+        let text = format!("Too many variables: a project may have at most {max}.");
+        client.push_wire(edge::ws::text_frame(&text));
+        client.finish(CLOSE_PROTOCOL_ERROR, "Too many variables");
+        return Flow::Stop;
+    }
     let (update, urgency) = match (method, value, new_name) {
         ("set", Some(value), _) => {
             // Exact JSON equality: 1, 1.0 and true are different values.

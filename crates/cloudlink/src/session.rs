@@ -8,11 +8,12 @@
 //!
 //! Each frame goes through CloudLink 0.2.0's pipeline: empty, not JSON, not an
 //! object, which protocol (fixed by the first message that passes one of the
-//! two default schemas), then the protocol's own handling ([`crate::cl4`],
+//! two default schemas), then the protocol's own handling (`cl4`,
 //! [`crate::scratch`]). A client whose first frame cannot be identified gets
 //! the 0.2.0 text and a normal close; an identified client's bad input gets a
 //! status code (CL4) or is ignored (Scratch), and the connection goes on. Only
-//! a frame over the size limit (1009), a WebSocket protocol error (1002), a
+//! a frame over the size limit (1009), text that is not UTF-8 (1007), a
+//! WebSocket protocol error (1002), a
 //! client far over its message rate (1008), a client that cannot keep up
 //! (1013), silence, or shutdown (1001) end it otherwise.
 
@@ -25,7 +26,7 @@ use edge::StopReason;
 use edge::outbox::{CloseRequest, Frame, Outbox, Urgency};
 use edge::rate::{RateGuard, Verdict};
 use edge::writer::CLOSE_GRACE;
-use edge::ws::{self, ReadError};
+use edge::ws;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout;
@@ -43,12 +44,8 @@ use crate::scratch;
 pub const CLOSE_NORMAL: u16 = 1000;
 /// Close code sent to every client when the server shuts down ("Going Away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
-/// Close code for a client that breaks the WebSocket framing rules.
-pub const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code for a client that keeps sending far over its rate ("Policy Violation").
 pub const CLOSE_POLICY: u16 = 1008;
-/// Close code for a message over the size limit ("Message Too Big").
-pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Whether to keep reading after a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,18 +188,17 @@ impl Session<'_> {
                     info!(client = %self.client.address(), "client silent for {:?}; dropping it", self.silence);
                     return Ending::Gone;
                 }
-                Ok(Err(ReadError::TooBig)) => {
-                    info!(client = %self.client.address(), "client sent a message over the size limit; closing with 1009");
-                    return Ending::Close(CLOSE_TOO_BIG, "message too big");
-                }
-                Ok(Err(ReadError::Protocol(what))) => {
-                    info!(client = %self.client.address(), "client broke the WebSocket protocol ({what}); closing with 1002");
-                    return Ending::Close(CLOSE_PROTOCOL, "WebSocket protocol error");
-                }
-                Ok(Err(ReadError::Io(error))) => {
-                    debug!(client = %self.client.address(), %error, "connection ended");
-                    return Ending::Gone;
-                }
+                Ok(Err(error)) => match error.close() {
+                    // Too big (1009), not UTF-8 (1007), or broken framing (1002).
+                    Some((code, reason)) => {
+                        info!(client = %self.client.address(), "closing with {code}: {reason}");
+                        return Ending::Close(code, reason);
+                    }
+                    None => {
+                        debug!(client = %self.client.address(), ?error, "connection ended");
+                        return Ending::Gone;
+                    }
+                },
                 Ok(Ok(message)) => message,
             };
             let text = match message {

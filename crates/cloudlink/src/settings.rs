@@ -31,6 +31,10 @@ pub(crate) struct Settings {
     pub writer: WriterSettings,
     /// Frames per second one client may send; `None` for no limit.
     pub message_rate: Option<MessageRate>,
+    /// Rooms one CL4 client may be in at once (`link` beyond it: E:108).
+    pub max_rooms_per_client: usize,
+    /// Cloud variables one Scratch project may hold (more: close 4000).
+    pub max_variables_per_room: usize,
 }
 
 impl Default for Settings {
@@ -48,6 +52,8 @@ impl Default for Settings {
                 stall_timeout: Duration::from_secs(10),
             },
             message_rate: MessageRate::new(60, 120),
+            max_rooms_per_client: 1000,
+            max_variables_per_room: 1000,
         }
     }
 }

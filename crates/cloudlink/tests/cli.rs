@@ -88,6 +88,8 @@ async fn help_names_every_flag_and_its_variable() {
         "--message-rate",
         "--message-burst",
         "--allowed-origin",
+        "--max-rooms-per-client",
+        "--max-variables-per-project",
         "--join-timeout",
         "--ping-interval",
         "--log-level",

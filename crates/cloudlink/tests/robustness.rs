@@ -330,3 +330,24 @@ async fn shutdown_closes_every_client_with_1001() {
     assert_eq!(s.expect_close().await.0, Some(1001));
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_cannot_join_rooms_without_bound() {
+    let server = start(CloudLink::builder().max_rooms_per_client(3)).await;
+    let (mut a, ua) = Client::named(&server.url(), "alice").await;
+    a.send(json!({"cmd": "link", "val": ["default", "r1", "r2", "r3", "r4"], "listener": "l"}))
+        .await;
+    for room in ["default", "r1", "r2"] {
+        a.expect(json!({"cmd": "ulist", "mode": "set", "val": [ua], "rooms": room}))
+            .await;
+    }
+    a.expect(json!({"cmd": "statuscode", "code": "E:108 | Refused", "code_id": 108, "details": "A client may be in at most 3 rooms at once.", "listener": "l"})).await;
+    assert_eq!(
+        server
+            .cloudlink()
+            .rooms_of(&server.cloudlink().find("alice")[0])
+            .len(),
+        3
+    );
+    server.shutdown().await;
+}

@@ -228,3 +228,27 @@ async fn variables_go_with_the_last_member() {
     barrier(&mut s2, "77").await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_project_cannot_hold_variables_without_bound() {
+    let server = start(CloudLink::builder().max_variables_per_room(2)).await;
+    let mut s = Client::connect(&server.url(), "S").await;
+    s.send(handshake(json!("3"), "p")).await;
+    for name in ["a", "b"] {
+        s.send(set("3", name, json!(1))).await;
+        s.expect(got_set(name, json!(1))).await;
+    }
+    // Changing a variable that exists is fine; a third one is not.
+    s.send(set("3", "a", json!(2))).await;
+    s.expect(got_set("a", json!(2))).await;
+    s.send(set("3", "c", json!(1))).await;
+    assert_eq!(
+        s.next().await,
+        Got::Text("Too many variables: a project may have at most 2.".into())
+    );
+    assert_eq!(
+        s.expect_close().await,
+        (Some(4000), "Too many variables".into())
+    );
+    server.shutdown().await;
+}

@@ -45,12 +45,13 @@ async fn main() -> ExitCode {
         Err(error) => return fail(&error.to_string()),
     };
     sources.attach(server.hub());
+    let stop = edge::process::stop_signal();
     eprintln!(
         "d-back {} serving {} (WebSocket on the same address); Ctrl-C stops it",
         env!("CARGO_PKG_VERSION"),
         server.url()
     );
-    edge::process::stop_signal().await;
+    stop.await;
     sources.stop().await;
     server.shutdown().await;
     ExitCode::SUCCESS

@@ -19,15 +19,16 @@ use std::time::Duration;
 use edge::rate::{RateGuard, Verdict};
 use edge::{Connection, Control, StopReason};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, interval_at, timeout};
+use tokio::io::AsyncRead;
+use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
 use crate::hub::{Hub, call_provider, merge_presence_frames};
 use crate::metrics::Metrics;
 use crate::protocol::{ConnectRequest, ErrorData, Incoming, Outgoing, ServerInfo, errors};
 use crate::server::Limits;
-use edge::outbox::{CloseRequest, Frame, Next, Outbox, Urgency};
+use edge::outbox::{CloseRequest, Frame, Outbox, Urgency};
+use edge::writer::{CLOSE_GRACE, WriteObserver, WriterSettings};
 use edge::ws::{self, ReadError};
 
 /// Close code for a frame over the size limit (RFC 6455 "Message Too Big").
@@ -39,9 +40,6 @@ pub const CLOSE_POLICY: u16 = 1008;
 
 /// Close code for a connection evicted to make room ("Try Again Later").
 const CLOSE_TRY_LATER: u16 = 1013;
-
-/// How long a close frame may take to leave before the socket is simply dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one upgraded WebSocket until either side ends it.
 pub(crate) async fn run(
@@ -61,12 +59,19 @@ pub(crate) async fn run(
     info!(%peer, connection = id, "client connected");
     let mut reader = ws::Reader::new(read, limits.max_frame_bytes);
     let outbox = Arc::new(Outbox::new(limits.outbox_frames).with_merge(merge_presence_frames));
-    let mut writer = tokio::spawn(write_loop(
+    let settings = WriterSettings {
+        ping_interval: limits.ping_interval,
+        stall_timeout: limits.stall_timeout,
+    };
+    let counting = Counting {
+        metrics: Arc::clone(&metrics),
+        hub: hub.clone(),
+    };
+    let mut writer = tokio::spawn(edge::writer::run(
         write,
         Arc::clone(&outbox),
-        Arc::clone(&limits),
-        Arc::clone(&metrics),
-        hub.clone(),
+        settings,
+        counting,
     ));
     let mut session = Session {
         hub,
@@ -319,66 +324,19 @@ impl Session<'_> {
     }
 }
 
-/// Writes the outbox to the socket in batches, and pings, until told to stop.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut sink: W,
-    outbox: Arc<Outbox>,
-    limits: Arc<Limits>,
+/// What d-back counts about a connection's writes (see [`edge::writer`]).
+struct Counting {
     metrics: Arc<Metrics>,
     hub: Hub,
-) {
-    let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
-    loop {
-        // A fresh buffer per batch: an idle connection then holds none, and one
-        // allocation is small beside the system call that follows.
-        let mut out = Vec::new();
-        let next = tokio::select! {
-            next = outbox.next(&mut out) => next,
-            _ = ping.tick() => {
-                let written = timeout(limits.stall_timeout, ws::write_all(&mut sink, &ws::ping_frame())).await;
-                if write_ended(written, &limits, &hub) {
-                    return;
-                }
-                continue;
-            }
-        };
-        match next {
-            Next::Frames(count) => {
-                metrics.frames_sent(count);
-                let written = timeout(limits.stall_timeout, ws::write_all(&mut sink, &out)).await;
-                if write_ended(written, &limits, &hub) {
-                    return;
-                }
-            }
-            Next::Close(request) => {
-                if let Some(code) = request.code {
-                    let frame = ws::close_frame(code, &request.reason);
-                    let _ = timeout(CLOSE_GRACE, ws::write_all(&mut sink, &frame)).await;
-                    let _ = timeout(CLOSE_GRACE, sink.shutdown()).await;
-                }
-                return;
-            }
-        }
-    }
 }
 
-/// Whether a write ended the connection; a client that stopped reading (the
-/// write stayed blocked, here or in the edge's stream) is logged and counted.
-fn write_ended(
-    written: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
-    limits: &Limits,
-    hub: &Hub,
-) -> bool {
-    match written {
-        Ok(Ok(())) => false,
-        Ok(Err(error)) if error.kind() != std::io::ErrorKind::TimedOut => true,
-        _ => {
-            info!(
-                "client stopped reading for {:?}; dropping it",
-                limits.stall_timeout
-            );
-            hub.count_stalled_client();
-            true
-        }
+impl WriteObserver for Counting {
+    fn sent(&mut self, frames: usize) {
+        self.metrics.frames_sent(frames);
+    }
+
+    /// A client that stopped reading is counted among the stalled ones.
+    fn stalled(&mut self) {
+        self.hub.count_stalled_client();
     }
 }

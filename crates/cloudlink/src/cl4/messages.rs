@@ -8,6 +8,7 @@
 //! must arrive.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use edge::outbox::{Frame, Urgency};
@@ -20,21 +21,39 @@ use crate::client::Client;
 use crate::pytext;
 use crate::registry::State;
 
-/// The rooms a message goes to: its `rooms`, or every room the sender is in.
-fn target_rooms(request: &Request<'_>, state: &State) -> Option<Vec<String>> {
-    match request.get("rooms") {
-        None => Some(state.rooms_of(request.client).into_iter().collect()),
-        Some(rooms) => room_names(rooms),
+/// Each target room and its CL4 members, in turn. At the first room the
+/// sender has not joined it answers E:115 and stops (rooms already visited
+/// keep what they got); `visit` may stop early too.
+fn each_target_room<'s>(
+    request: &Request<'_>,
+    state: &'s State,
+    mut visit: impl FnMut(&str, &'s BTreeMap<u64, Client>) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    let rooms = match request.get("rooms") {
+        None => state.rooms_of(request.client).into_iter().collect(),
+        Some(rooms) => match room_names(rooms) {
+            Some(rooms) => rooms,
+            None => {
+                bad_rooms(request);
+                return ControlFlow::Break(());
+            }
+        },
+    };
+    for room in &rooms {
+        if !state.is_in(request.client, room) {
+            request.reply(
+                StatusCode::RoomNotJoined,
+                Some(&format!(
+                    "Attempted to access room {room} while not joined."
+                )),
+            );
+            return ControlFlow::Break(());
+        }
+        if let Some(members) = state.room(room).map(|r| &r.cl4) {
+            visit(room, members)?;
+        }
     }
-}
-
-fn not_joined(request: &Request<'_>, room: &str) {
-    request.reply(
-        StatusCode::RoomNotJoined,
-        Some(&format!(
-            "Attempted to access room {room} while not joined."
-        )),
-    );
+    ControlFlow::Continue(())
 }
 
 /// `gmsg` and `gvar`: to every member of each target room, sender included.
@@ -44,18 +63,7 @@ pub(crate) fn global(request: &Request<'_>, cmd: &'static str) {
     let name = request.get("name").filter(|_| cmd == "gvar");
     let listener = request.listener();
     let state = request.server.registry().lock();
-    let Some(rooms) = target_rooms(request, &state) else {
-        drop(state);
-        return bad_rooms(request);
-    };
-    for room in &rooms {
-        if !state.is_in(client, room) {
-            drop(state);
-            return not_joined(request, room);
-        }
-        let Some(members) = state.room(room).map(|r| &r.cl4) else {
-            continue;
-        };
+    let _ = each_target_room(request, &state, |room, members| {
         let packet = Packet {
             name,
             val: Some(Val::Json(val)),
@@ -77,7 +85,8 @@ pub(crate) fn global(request: &Request<'_>, cmd: &'static str) {
                 });
             }
         }
-    }
+        ControlFlow::Continue(())
+    });
 }
 
 /// The members of a room a `pmsg`/`pvar` `id` names: a username (maybe
@@ -146,25 +155,15 @@ pub(crate) fn private(request: &Request<'_>, cmd: &'static str) {
     let name = request.get("name").filter(|_| cmd == "pvar");
     let warn = request.server.settings().warn_if_multiple_username_matches;
     let state = request.server.registry().lock();
-    let Some(rooms) = target_rooms(request, &state) else {
-        drop(state);
-        return bad_rooms(request);
-    };
     let mut delivered = false;
-    for room in &rooms {
-        if !state.is_in(client, room) {
-            drop(state);
-            return not_joined(request, room);
-        }
-        let Some(members) = state.room(room).map(|r| &r.cl4) else {
-            continue;
-        };
+    let flow = each_target_room(request, &state, |room, members| {
         let matches = matching(members, id);
         if matches.is_empty() {
-            continue;
+            return ControlFlow::Continue(());
         }
         if warn && matches.len() >= 2 {
-            return ambiguous(request, id, matches.len());
+            ambiguous(request, id, matches.len());
+            return ControlFlow::Break(());
         }
         let packet = Packet {
             name,
@@ -178,8 +177,12 @@ pub(crate) fn private(request: &Request<'_>, cmd: &'static str) {
             member.push_wire(wire.clone());
         }
         delivered = true;
-    }
+        ControlFlow::Continue(())
+    });
     drop(state);
+    if flow.is_break() {
+        return;
+    }
     if delivered {
         request.reply(StatusCode::Ok, None);
     } else {

@@ -12,14 +12,10 @@ pub(crate) mod rooms;
 pub mod status;
 pub(crate) mod wire;
 
-use std::panic::AssertUnwindSafe;
-
-use futures_util::FutureExt;
 use serde_json::Value;
-use tracing::warn;
 
 use crate::client::{Client, Protocol};
-use crate::extension::{Command, ExceptionKind, Hooks};
+use crate::extension::ExceptionKind;
 use crate::handle::CloudLink;
 use crate::schema::{Field, errors_value, validate};
 use status::StatusCode;
@@ -192,46 +188,24 @@ pub(crate) async fn handle(server: &CloudLink, client: &Client, message: Value) 
         if let Err(errors) = validate(object, builtin.schema()) {
             return syntax_error(server, client, errors_value(&errors)).await;
         }
-        let request = Request {
-            server,
-            client,
-            message: &message,
-        };
-        run_builtin(builtin, &request);
+        run_builtin(
+            builtin,
+            &Request {
+                server,
+                client,
+                message: &message,
+            },
+        );
     }
-    if let Some(handlers) = custom {
-        for handler in handlers {
-            let command = Command {
-                server: server.clone(),
-                client: client.clone(),
-                message: message.clone(),
-            };
-            if AssertUnwindSafe(handler(command))
-                .catch_unwind()
-                .await
-                .is_err()
-            {
-                warn!(command = cmd, "a custom command handler panicked");
-                let request = Request {
-                    server,
-                    client,
-                    message: &message,
-                };
-                request.reply(StatusCode::InternalError, None);
-                hooks
-                    .failure(server, client, ExceptionKind::InternalError, || {
-                        Value::String(format!("the handler of {cmd} panicked"))
-                    })
-                    .await;
-            }
-        }
-    }
-    Hooks::run(Some(&hooks.message), || Command {
-        server: server.clone(),
-        client: client.clone(),
-        message,
-    })
-    .await;
+    let request = Request {
+        server,
+        client,
+        message: &message,
+    };
+    let panicked = || request.reply(StatusCode::InternalError, None);
+    hooks
+        .command(server, client, message.clone(), custom, panicked)
+        .await;
 }
 
 async fn syntax_error(server: &CloudLink, client: &Client, details: Value) {

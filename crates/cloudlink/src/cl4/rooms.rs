@@ -111,7 +111,13 @@ pub(crate) fn link(request: &Request<'_>) {
     if !rooms.iter().any(|r| r == DEFAULT_ROOM) && state.unsubscribe(client, DEFAULT_ROOM) {
         announce(&state, "remove", client, DEFAULT_ROOM);
     }
+    let max = request.server.settings().max_rooms_per_client;
     for room in &rooms {
+        if !state.is_in(client, room) && state.room_count(client) >= max {
+            drop(state);
+            let details = format!("A client may be in at most {max} rooms at once.");
+            return request.reply(StatusCode::Refused, Some(&details));
+        }
         if state.subscribe(client, room) {
             announce(&state, "add", client, room);
         }
