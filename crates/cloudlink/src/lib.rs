@@ -25,9 +25,14 @@
 //!   extension API (custom commands, hooks, helpers).
 //! - [`server`]: the listening socket and the WebSocket upgrade.
 //!
-//! The transport (frames, outboxes, the writer, rate limits) is the
-//! protocol-neutral `edge` crate's; this crate never depends on another
-//! protocol's crate.
+//! The transport (listener, TLS, admission, frames, outboxes, the writer,
+//! rate limits) is the protocol-neutral `edge` crate's; this crate never
+//! depends on another protocol's crate. A room message is encoded once and the
+//! same frame is pushed into each member's outbox. The edge's shared feed (for
+//! frames a lagging client may simply miss) is not used: every CloudLink
+//! message must arrive, so a client that cannot keep up is closed instead,
+//! and only frames that a newer one makes pointless (a variable's value) are
+//! merged in a slow client's outbox.
 //!
 //! ```no_run
 //! use cloudlink::{CloudLink, Protocol, Server, StatusCode};

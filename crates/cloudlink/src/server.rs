@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use edge::{Connection, Edge, Serving, Settings, TlsFiles, WebSockets};
 use tokio_util::sync::CancellationToken;
@@ -160,13 +160,35 @@ async fn any_path(State(state): State<AppState>, request: Request) -> Response {
         } = connection;
         let client = ClientInfo {
             address: control.client.ip(),
-            headers: control.headers.clone(),
+            headers: kept_headers(&control.headers),
         };
         session::run((read, write), cloudlink, client, control.stopped(), || {
             control.earned()
         })
         .await;
     })
+}
+
+/// The request headers a session keeps for its life (for the Scratch login
+/// token check and for extensions): all but those only the handshake needs,
+/// since every idle connection would otherwise hold them.
+fn kept_headers(headers: &HeaderMap) -> HeaderMap {
+    const HANDSHAKE_ONLY: [HeaderName; 9] = [
+        header::HOST,
+        header::CONNECTION,
+        header::UPGRADE,
+        header::SEC_WEBSOCKET_KEY,
+        header::SEC_WEBSOCKET_VERSION,
+        header::SEC_WEBSOCKET_EXTENSIONS,
+        header::ACCEPT_ENCODING,
+        header::ACCEPT_LANGUAGE,
+        header::CACHE_CONTROL,
+    ];
+    headers
+        .iter()
+        .filter(|(name, _)| !HANDSHAKE_ONLY.contains(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
 }
 
 /// A server that is accepting connections.

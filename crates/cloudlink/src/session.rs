@@ -26,7 +26,7 @@ use edge::StopReason;
 use edge::outbox::{CloseRequest, Frame, Outbox, Urgency};
 use edge::rate::{RateGuard, Verdict};
 use edge::writer::CLOSE_GRACE;
-use edge::ws;
+use edge::ws::{self, ReadError};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout;
@@ -188,17 +188,17 @@ impl Session<'_> {
                     info!(client = %self.client.address(), "client silent for {:?}; dropping it", self.silence);
                     return Ending::Gone;
                 }
-                Ok(Err(error)) => match error.close() {
-                    // Too big (1009), not UTF-8 (1007), or broken framing (1002).
-                    Some((code, reason)) => {
-                        info!(client = %self.client.address(), "closing with {code}: {reason}");
-                        return Ending::Close(code, reason);
-                    }
-                    None => {
-                        debug!(client = %self.client.address(), ?error, "connection ended");
+                Ok(Err(ReadError::Io(error))) => {
+                    debug!(client = %self.client.address(), %error, "connection ended");
+                    return Ending::Gone;
+                }
+                Ok(Err(error)) => {
+                    let Some((code, reason)) = error.close() else {
                         return Ending::Gone;
-                    }
-                },
+                    };
+                    info!(client = %self.client.address(), "client broke the WebSocket rules ({error:?}); closing with {code}");
+                    return Ending::Close(code, reason);
+                }
                 Ok(Ok(message)) => message,
             };
             let text = match message {
@@ -213,7 +213,10 @@ impl Session<'_> {
                     continue;
                 }
                 ws::Incoming::Pong => continue,
-                ws::Incoming::Close(_) => return Ending::Close(CLOSE_NORMAL, ""),
+                // The client's close is answered by echoing its code (RFC 6455 5.5.1).
+                ws::Incoming::Close(code) => {
+                    return Ending::Close(code.unwrap_or(ws::CLOSE_NORMAL), "");
+                }
             };
             match self.rate.as_mut().map_or(Verdict::Handle, RateGuard::check) {
                 Verdict::Handle => {}

@@ -5,7 +5,8 @@
 //! file loads into it first (servers, settings, users), then the Discord bot
 //! adds the guilds it is in (keeping the file's settings for a guild it lists),
 //! and the ingest API writes into it while the server runs. This module only
-//! wires those together; each source lives in the library.
+//! wires those together; each source lives in the library. If Discord refuses
+//! the bot after the start, the command ends (see [`end_on_refusal`]).
 
 use std::time::Duration;
 
@@ -36,10 +37,15 @@ impl Sources {
             });
         }
         let store = Store::new();
-        store.set_oauth(OAuthValidator::new(
+        let mut oauth = OAuthValidator::new(
             &cli.discord_api_url,
             seconds("--oauth-timeout", cli.oauth_timeout)?.max(Duration::from_millis(100)),
-        ));
+        );
+        if let Some(token) = &cli.discord_token {
+            // The bot may look up members its roster does not hold yet.
+            oauth = oauth.with_bot_token(token);
+        }
+        store.set_oauth(oauth);
         if let Some(path) = &cli.data {
             let file = DataFile::load(path).map_err(|e| e.to_string())?;
             info!(file = %path.display(), servers = file.servers.len(), "data file loaded");
@@ -55,11 +61,11 @@ impl Sources {
                 let config = DiscordConfig::new(token)
                     .gateway_url(&cli.discord_gateway_url)
                     .api_url(&cli.discord_api_url);
-                Some(
-                    DiscordSource::start(config, store.clone())
-                        .await
-                        .map_err(|e| e.to_string())?,
-                )
+                let source = DiscordSource::start(config, store.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                end_on_refusal(&source);
+                Some(source)
             }
             None => None,
         };
@@ -93,4 +99,18 @@ impl Sources {
             discord.stop().await;
         }
     }
+}
+
+/// Ends the process with one line on stderr if Discord refuses the bot after
+/// the start (a reset token, an intent switched off): the command cannot
+/// recover from that by itself, and a server whose world silently stopped
+/// changing would hide the problem. Exit code 1, as for a refusal at the start.
+fn end_on_refusal(source: &DiscordSource) {
+    let failed = source.failed();
+    tokio::spawn(async move {
+        if let Some(error) = failed.await {
+            eprintln!("d_back: error: {error}");
+            std::process::exit(1);
+        }
+    });
 }

@@ -310,14 +310,26 @@ async fn a_burst_of_roster_replacements_leaves_a_watcher_connected_and_right() {
             call(addr, "PUT", &path, Some(TOKEN), &body).await.status
         }
     });
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let sending = async {
+        let returned = futures_util::future::join_all(replacements).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        returned
+    };
     let reading = async {
-        // Read as a browser does while the burst goes on.
-        while let Some(frame) = watcher.next_json(QUIET * 3).await {
-            assert_ne!(frame["type"], "error", "{frame}");
-            apply_to_roster(&mut roster, &frame);
+        // Read as a browser does while the burst goes on, and until quiet after it.
+        loop {
+            match watcher.next_json(QUIET).await {
+                Some(frame) => {
+                    assert_ne!(frame["type"], "error", "{frame}");
+                    apply_to_roster(&mut roster, &frame);
+                }
+                None if done.load(std::sync::atomic::Ordering::SeqCst) => break,
+                None => {}
+            }
         }
     };
-    let (returned, ()) = tokio::join!(futures_util::future::join_all(replacements), reading);
+    let (returned, ()) = tokio::join!(sending, reading);
     assert!(returned.iter().all(|status| *status == 200), "{returned:?}");
     let (_fresh, fresh_join) = Client::joined(addr, "default").await;
     let expected = fresh_join["data"]["users"].as_object().unwrap();

@@ -450,7 +450,8 @@ impl DataProvider for Store {
             .unwrap_or_default())
     }
 
-    /// Asks Discord whose token this is; admits only that user, and only if a member.
+    /// Asks Discord whose token this is; admits only that user, and only if a
+    /// member (of the roster, or, asked as the bot, of the Discord guild).
     async fn validate_discord_user(
         &self,
         server: &str,
@@ -461,7 +462,14 @@ impl DataProvider for Store {
             return Ok(false);
         };
         let owner = oauth.token_owner(token).await?;
-        Ok(owner == user.id && self.is_member(server, &owner))
+        if owner != user.id {
+            return Ok(false);
+        }
+        if self.is_member(server, &owner) {
+            return Ok(true);
+        }
+        // Not in the roster (yet): a large guild's members arrive after the bot connects.
+        oauth.is_guild_member(server, &owner).await
     }
 
     async fn client_id(&self, server: &str) -> Result<Option<String>, ProviderError> {

@@ -7,18 +7,26 @@
 //! from members and presences, and turns presence changes, members joining and
 //! leaving, and chat lines of people (not bots) into d-zone frames.
 //!
-//! [`DiscordSource::start`] returns once Discord has accepted the bot, or with
-//! an error saying what the operator must change (a wrong token, a privileged
-//! intent that is switched off). After that the source reconnects and resumes
-//! on its own until stopped. It never logs the bot token.
+//! [`DiscordSource::start`] asks Discord how to connect (`GET /gateway/bot`),
+//! opens that many shards, and returns once Discord has accepted the bot, or
+//! with an error saying what the operator must change (a wrong token, a
+//! privileged intent that is switched off). After that the source reconnects
+//! and resumes on its own until stopped, unless Discord refuses the bot for
+//! good (a token reset, an intent switched off while it runs): then it ends and
+//! [`DiscordSource::failed`] says why. It never logs the bot token.
+//!
+//! The gateway protocol itself is twilight's (the `gateway` module says why); this
+//! module and its children decide what the events mean for d-zone.
 
 mod events;
 mod gateway;
+mod rest;
+mod roster;
 
+use std::future::Future;
 use std::time::Duration;
 
-use serde::Deserialize;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -127,6 +135,11 @@ pub enum DiscordError {
         /// Discord's words.
         reason: String,
     },
+    /// The bot may start no new session now: its daily `session_start_limit` is used up.
+    #[error(
+        "Discord allows this bot no new session for another {0:?} (its daily session start limit is used up); start d-back again after that"
+    )]
+    SessionLimit(Duration),
     /// Discord did not accept the bot in time.
     #[error("Discord did not accept the bot within {0:?}; check the network and try again")]
     NoReady(Duration),
@@ -151,6 +164,8 @@ fn switches(missing: &[&'static str]) -> String {
 pub struct DiscordSource {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    /// Set when Discord refused the bot after the start.
+    failed: watch::Receiver<Option<DiscordError>>,
 }
 
 impl DiscordSource {
@@ -174,25 +189,56 @@ impl DiscordSource {
     /// ```
     pub async fn start(config: DiscordConfig, store: Store) -> Result<Self, DiscordError> {
         super::install_tls_provider();
+        let api = rest::BotApi::new(&config);
+        let info = api.gateway_bot().await?;
+        let limit = &info.session_start_limit;
+        if limit.remaining == 0 {
+            // Waiting hours for the limit to reset would look like a hang.
+            return Err(DiscordError::SessionLimit(Duration::from_millis(
+                limit.reset_after,
+            )));
+        }
         let stop = CancellationToken::new();
-        let (ready_tx, ready_rx) = oneshot::channel();
+        let (ready, ready_rx) = oneshot::channel();
+        let (failed, failed_rx) = watch::channel(None);
         let mapper = events::Mapper::new(store);
-        let task = tokio::spawn(gateway::run(config.clone(), mapper, stop.clone(), ready_tx));
-        let outcome = tokio::time::timeout(READY_TIMEOUT, ready_rx).await;
-        let error = match outcome {
-            Ok(Ok(Ok(()))) => return Ok(Self { stop, task }),
-            Ok(Ok(Err(DiscordError::DisallowedIntents { .. }))) => {
-                DiscordError::DisallowedIntents {
-                    missing: missing_intents(&config).await,
-                }
+        let reports = gateway::Reports { ready, failed };
+        let task = tokio::spawn(gateway::run(
+            config,
+            api,
+            info,
+            mapper,
+            stop.clone(),
+            reports,
+        ));
+        let error = match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
+            Ok(Ok(Ok(()))) => {
+                return Ok(Self {
+                    stop,
+                    task,
+                    failed: failed_rx,
+                });
             }
             Ok(Ok(Err(error))) => error,
-            Ok(Err(_)) => DiscordError::NoReady(READY_TIMEOUT),
-            Err(_) => DiscordError::NoReady(READY_TIMEOUT),
+            Ok(Err(_)) | Err(_) => DiscordError::NoReady(READY_TIMEOUT),
         };
         stop.cancel();
         let _ = task.await;
         Err(error)
+    }
+
+    /// Resolves with Discord's reason if it refuses the bot after the start
+    /// (the source has then ended), or with `None` once the source is stopped.
+    ///
+    /// The `d_back` command ends on such a refusal: a bot that can no longer
+    /// connect would otherwise go on serving a world that silently stopped
+    /// changing.
+    pub fn failed(&self) -> impl Future<Output = Option<DiscordError>> + Send + 'static {
+        let mut failed = self.failed.clone();
+        async move {
+            let refusal = failed.wait_for(Option::is_some).await.ok()?;
+            refusal.clone()
+        }
     }
 
     /// Closes the connection and waits for the source to end.
@@ -200,32 +246,6 @@ impl DiscordSource {
         self.stop.cancel();
         let _ = self.task.await;
     }
-}
-
-/// Asks Discord which privileged intents are off, to name exactly those switches.
-async fn missing_intents(config: &DiscordConfig) -> Vec<&'static str> {
-    #[derive(Deserialize)]
-    struct Application {
-        #[serde(default)]
-        flags: u64,
-    }
-    let asked = reqwest::Client::new()
-        .get(format!("{}/applications/@me", config.api_url))
-        .header("Authorization", format!("Bot {}", config.token))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await;
-    let Ok(response) = asked.and_then(reqwest::Response::error_for_status) else {
-        return Vec::new();
-    };
-    let Ok(app) = response.json::<Application>().await else {
-        return Vec::new();
-    };
-    PRIVILEGED
-        .iter()
-        .filter(|(_, full, limited)| app.flags & (full | limited) == 0)
-        .map(|(name, _, _)| *name)
-        .collect()
 }
 
 #[cfg(test)]
