@@ -82,9 +82,10 @@ pub struct Load {
     pub rate: Option<f64>,
 }
 
-/// What all clients of one run share. Nothing here is touched per message
-/// except `measuring` (a relaxed load) and, by the acknowledging receiver only,
-/// `acked`.
+/// What all clients of one run share. Per message a receiver only reads a
+/// few flags (relaxed loads of values that change a handful of times a run)
+/// and writes its own `progress` slot; only the acknowledging receiver writes
+/// `acked`, so no counter is fought over on the hot path.
 #[derive(Default)]
 struct Shared {
     /// Set while deliveries count.
@@ -101,7 +102,7 @@ struct Shared {
     /// Wakes the sender when `acked` moves.
     ack: Notify,
     /// Per receiver, one past the highest sequence number it got (`u64::MAX`
-    /// if it never joined): each receiver writes only its own slot.
+    /// if it never joined or was closed): each receiver writes only its own slot.
     progress: Vec<AtomicU64>,
     /// Messages sent so far.
     sent: AtomicU64,
@@ -366,6 +367,8 @@ async fn receiver(
     }
     if !shared.ending.load(Ordering::Relaxed) {
         shared.lost.fetch_add(1, Ordering::Relaxed);
+        // Nothing more will come: do not wait for it to catch up.
+        progress.store(u64::MAX, Ordering::Relaxed);
     }
     outcome
 }
