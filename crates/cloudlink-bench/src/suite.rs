@@ -107,6 +107,18 @@ async fn fan_out(
         fanout::run(server, &load).await
     })
     .await?;
+    if cli.smoke {
+        smoke_check(
+            &pair,
+            &format!("{what} {pace}"),
+            &[
+                ("joined", cli.clients as f64),
+                ("ready", cli.clients as f64),
+                ("lost", 0.0),
+                ("delivered_share", 100.0),
+            ],
+        )?;
+    }
     let name = format!("{what} fan-out, {} receivers, {pace}", cli.clients);
     report.row(&name, "delivered msgs/s", &pair, "delivered_per_s");
     report.row(&name, "delivery p50 ms", &pair, "latency_p50_ms");
@@ -151,6 +163,13 @@ async fn idle_memory(
         idle::run(server, clients, cli.concurrency, identify).await
     })
     .await?;
+    if cli.smoke {
+        smoke_check(
+            &pair,
+            &format!("idle {kind}"),
+            &[("identified", clients as f64)],
+        )?;
+    }
     let name = format!("idle, {clients} {kind} CL4 clients");
     report.row(&name, "server KB per idle client", &pair, "kb_per_client");
     report.row(&name, "server RSS MiB before", &pair, "rss_before_mib");
@@ -166,6 +185,27 @@ async fn idle_memory(
             "kb_per_client",
             4.0,
         );
+    }
+    Ok(())
+}
+
+/// In smoke mode, fails unless every measured server shows each `expected`
+/// figure exactly: every client joined, none was closed, every message
+/// arrived. This is what makes `--smoke` a test of the generator and of both
+/// servers' protocol handling, while its timings stay unasserted.
+fn smoke_check(pair: &Pair, what: &str, expected: &[(&str, f64)]) -> anyhow::Result<()> {
+    for (target, figures) in [(Target::Ours, &pair.ours), (Target::Python, &pair.python)] {
+        let Some(figures) = figures else { continue };
+        for &(key, want) in expected {
+            let got = figures.get(key).copied();
+            if got.is_none_or(|g| (g - want).abs() > 1e-6) {
+                anyhow::bail!(
+                    "smoke check failed: {what} against the {} server gave {key} = {got:?}, expected {want} \
+                     (its log is in the --logs directory)",
+                    target.label()
+                );
+            }
+        }
     }
     Ok(())
 }
