@@ -2,11 +2,14 @@
 # Runs every test of the workspace: unit tests, integration tests over real
 # sockets, the CLI tests against the built binaries, the browser test of
 # d-back's built-in page in headless Chromium, the documentation examples,
-# and the cloudlink server against the real CloudLink Python client
+# the d_back Python package's tests (scripts/test-python.sh), the
+# cloudlink server against the real CloudLink Python client
 # (scripts/test-cloudlink-client.sh), and the CloudLink benchmark's load
 # generator in smoke mode.
 #
-# Needs the Rust toolchain, Chromium, and Python 3.11 with venv. Chromium is installed with apt-get
+# Needs the Rust toolchain, Chromium, python3 (3.9+, with venv; PyPI the
+# first time, for maturin, pytest and websockets) and Python 3.11 with venv
+# (for the CloudLink client, from PyPI). Chromium is installed with apt-get
 # when it is missing and we may (root on Debian/Ubuntu); otherwise this stops
 # and says how to install it. Nothing is skipped.
 set -euo pipefail
@@ -14,6 +17,13 @@ cd "$(dirname "$0")/.."
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "scripts/test.sh: cargo is not installed; install Rust from https://rustup.rs and try again" >&2
+  exit 1
+fi
+
+# The Python package's tests run last; say now, not after the Rust tests, if they cannot.
+if ! command -v "${D_BACK_PYTHON:-python3}" >/dev/null 2>&1; then
+  echo "scripts/test.sh: the Python package tests need python3 (3.9+) with venv; install them" >&2
+  echo "(e.g. 'sudo apt-get install python3 python3-venv') or set D_BACK_PYTHON, then run this again." >&2
   exit 1
 fi
 
@@ -37,7 +47,8 @@ if ! find_chromium >/dev/null; then
 fi
 
 cargo test --workspace --locked "$@"
-scripts/test-cloudlink-client.sh
+./scripts/test-python.sh
+./scripts/test-cloudlink-client.sh
 
 # The CloudLink benchmark's load generator end to end in smoke mode: 20
 # clients for a second per scenario against our server and against the Python

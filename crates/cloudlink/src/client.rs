@@ -184,7 +184,7 @@ impl Client {
     }
 
     /// Queues a frame that must arrive.
-    pub(crate) fn push_wire(&self, wire: bytes::Bytes) -> bool {
+    pub(crate) fn push_wire(&self, wire: edge::ws::Wire) -> bool {
         self.push(Frame {
             urgency: Urgency::Essential,
             wire,

@@ -76,7 +76,7 @@ struct Update<'a> {
 }
 
 impl Update<'_> {
-    fn wire(&self) -> bytes::Bytes {
+    fn wire(&self) -> edge::ws::Wire {
         edge::ws::text_frame(&encode(self))
     }
 }

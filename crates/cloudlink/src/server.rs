@@ -116,6 +116,8 @@ impl ServerBuilder {
             tls: self.tls,
             access: self.access,
             deadlines: self.deadlines,
+            // CloudLink sessions do not read compressed messages yet.
+            permessage_deflate: false,
         })
         .await?;
         let app = Router::new().fallback(any_path).with_state(AppState {

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 
@@ -34,7 +33,7 @@ use crate::protocol::{
 use crate::provider::{DataProvider, ProviderError};
 use edge::feed::Feed;
 use edge::outbox::{Frame, Outbox, Pushed, Urgency};
-use edge::ws;
+use edge::ws::{self, Wire};
 
 /// How long a provider may take to answer before the client is told it failed.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -383,7 +382,7 @@ impl Hub {
 
     /// Appends a chat line to the server's feed and wakes the watchers waiting
     /// for work; counts the watchers the line it pushed out never reached.
-    fn publish_chat(&self, guild: &Guild, line: Bytes) -> usize {
+    fn publish_chat(&self, guild: &Guild, line: Wire) -> usize {
         let evicted = guild.feed.publish(line);
         let mut missed = 0u64;
         for Watcher { outbox, .. } in guild.watchers.values() {
@@ -564,13 +563,13 @@ fn join_frame(guild: &Guild, requested: &str) -> Frame {
 /// Merges two queued presence frames for one user (see
 /// [`PresenceUpdate::merged_with`]) when a slow client's outbox collapses
 /// them; other frames (client ids) are simply replaced.
-pub(crate) fn merge_presence_frames(older: &Bytes, newer: &Bytes) -> Option<Bytes> {
+pub(crate) fn merge_presence_frames(older: &Wire, newer: &Wire) -> Option<Wire> {
     #[derive(serde::Deserialize)]
     struct PresenceFrame {
         server: String,
         data: PresenceUpdate,
     }
-    let decode = |wire: &Bytes| {
+    let decode = |wire: &Wire| {
         let payload = ws::server_frame_payload(wire)?;
         serde_json::from_slice::<PresenceFrame>(payload).ok()
     };

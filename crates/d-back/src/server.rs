@@ -104,6 +104,8 @@ pub struct ServerBuilder {
     limits: Limits,
     access: AccessRules,
     deadlines: Deadlines,
+    /// Whether permessage-deflate is agreed to when a browser offers it.
+    permessage_deflate: bool,
     tls: Option<TlsFiles>,
     /// The ingest API's store and bearer token, when it is on.
     ingest: Option<(Store, String)>,
@@ -133,6 +135,7 @@ impl Default for ServerBuilder {
             limits: Limits::default(),
             access: AccessRules::default(),
             deadlines: Deadlines::default(),
+            permessage_deflate: true,
             tls: None,
             ingest: None,
         }
@@ -195,6 +198,14 @@ impl ServerBuilder {
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
         self.limits.stall_timeout = timeout.max(Duration::from_millis(10));
         self.deadlines.write_stall = self.limits.stall_timeout;
+        self
+    }
+
+    /// Whether to compress frames with permessage-deflate for browsers that
+    /// offer it (default yes; every browser does). Each broadcast is
+    /// compressed once and the same bytes go to every such browser.
+    pub fn permessage_deflate(mut self, on: bool) -> Self {
+        self.permessage_deflate = on;
         self
     }
 
@@ -281,6 +292,7 @@ impl ServerBuilder {
             tls: self.tls,
             access: self.access,
             deadlines: self.deadlines,
+            permessage_deflate: self.permessage_deflate,
         })
         .await?;
         let hub = Hub::new(self.provider, self.limits.outbox_frames);

@@ -57,21 +57,23 @@ pub(crate) async fn run(
     let guard = hub.open_connection();
     let id = guard.id;
     info!(%peer, connection = id, "client connected");
-    let mut reader = ws::Reader::new(read, limits.max_frame_bytes);
-    let outbox = Arc::new(Outbox::new(limits.outbox_frames).with_merge(merge_presence_frames));
-    let settings = WriterSettings {
-        ping_interval: limits.ping_interval,
-        stall_timeout: limits.stall_timeout,
-    };
-    let counting = Counting {
-        metrics: Arc::clone(&metrics),
-        hub: hub.clone(),
-    };
+    let mut reader = ws::Reader::new(read, limits.max_frame_bytes).with_deflate(control.deflate);
+    let outbox = Arc::new(
+        Outbox::new(limits.outbox_frames)
+            .with_merge(merge_presence_frames)
+            .with_deflate(control.deflate),
+    );
     let mut writer = tokio::spawn(edge::writer::run(
         write,
         Arc::clone(&outbox),
-        settings,
-        counting,
+        WriterSettings {
+            ping_interval: limits.ping_interval,
+            stall_timeout: limits.stall_timeout,
+        },
+        Counting {
+            metrics: Arc::clone(&metrics),
+            hub: hub.clone(),
+        },
     ));
     let mut session = Session {
         hub,
@@ -324,7 +326,7 @@ impl Session<'_> {
     }
 }
 
-/// What d-back counts about a connection's writes (see [`edge::writer`]).
+/// What the d-zone server counts about a connection's writer.
 struct Counting {
     metrics: Arc<Metrics>,
     hub: Hub,
@@ -335,7 +337,6 @@ impl WriteObserver for Counting {
         self.metrics.frames_sent(frames);
     }
 
-    /// A client that stopped reading is counted among the stalled ones.
     fn stalled(&mut self) {
         self.hub.count_stalled_client();
     }

@@ -603,3 +603,134 @@ async fn garbage_closes_only_its_sender() {
     bystander.still_works().await;
     server.shutdown().await;
 }
+
+// --- permessage-deflate (RFC 7692) ----------------------------------------------------------
+
+/// Opens a connection offering permessage-deflate; returns it with the
+/// server's answer to the offer.
+async fn connect_offering(addr: SocketAddr, offer: &str) -> (RawWs, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let header = format!("Sec-WebSocket-Extensions: {offer}");
+    tcp.write_all(&upgrade_request(
+        "dGhlIHNhbXBsZSBub25jZQ==",
+        "HTTP/1.1",
+        &[header.as_str()],
+    ))
+    .await
+    .unwrap();
+    let mut ws = RawWs {
+        tcp,
+        buf: Vec::new(),
+    };
+    let head = ws.read_head().await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (ws, head.to_ascii_lowercase())
+}
+
+/// A frame's payload as the client sees it, inflated when RSV1 marks it compressed.
+fn payload_of(raw: &[u8]) -> (bool, Vec<u8>) {
+    let compressed = raw[0] & 0x40 != 0;
+    let (frame, _) = parse_server_frame_any(raw).unwrap();
+    if compressed {
+        (true, edge::deflate::inflate(&frame, 1 << 24).unwrap())
+    } else {
+        (false, frame)
+    }
+}
+
+fn parse_server_frame_any(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let (len, head) = match buf[1] & 0x7f {
+        126 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+        127 => (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10),
+        n => (usize::from(n), 2),
+    };
+    Some((buf.get(head..head + len)?.to_vec(), head + len))
+}
+
+impl RawWs {
+    /// The next whole frame's bytes, header included, RSV1 allowed.
+    async fn raw_frame(&mut self) -> Vec<u8> {
+        loop {
+            if self.buf.len() >= 2
+                && let Some((_, used)) = parse_server_frame_any(&self.buf)
+            {
+                return self.buf.drain(..used).collect();
+            }
+            self.fill().await.expect("a frame");
+        }
+    }
+}
+
+#[tokio::test]
+async fn permessage_deflate_is_negotiated_and_spoken_both_ways() {
+    let server = server().await;
+    let addr = server.local_addr();
+    let (mut ws, head) =
+        connect_offering(addr, "permessage-deflate; client_max_window_bits").await;
+    assert!(
+        head.contains(
+            "sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        ),
+        "{head}"
+    );
+    let (_, list) = payload_of(&ws.raw_frame().await);
+    assert!(String::from_utf8_lossy(&list).contains("server-list"));
+
+    // A compressed `connect` is understood; the `server-join` comes back compressed.
+    ws.send(0x80 | 0x40 | TEXT, &edge::deflate::compress(CONNECT)).await;
+    let (compressed, join) = payload_of(&ws.raw_frame().await);
+    assert!(compressed, "a server-join is worth compressing");
+    let join: serde_json::Value = serde_json::from_slice(&join).unwrap();
+    assert_eq!(join["type"], "server-join");
+
+    // A compressed message that inflates past the limit closes with 1009.
+    ws.send(0x80 | 0x40 | TEXT, &edge::deflate::compress(&[b' '; 100_000]))
+        .await;
+    assert_eq!(ws.expect_close().await, 1009, "the limit applies after inflating");
+
+    // Without an offer, or with one we cannot honour, nothing is compressed.
+    let (mut plain, head) = connect_offering(addr, "permessage-deflate; server_max_window_bits=9").await;
+    assert!(!head.contains("sec-websocket-extensions"), "{head}");
+    plain.frame().await.expect("server-list");
+    plain.send(0x80 | 0x40 | TEXT, &edge::deflate::compress(CONNECT)).await;
+    assert_eq!(plain.expect_close().await, 1002, "RSV1 without the extension");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_broadcast_is_compressed_once_for_every_client_that_asked() {
+    let server = server().await;
+    let addr = server.local_addr();
+    let mut compressed_clients = Vec::new();
+    for _ in 0..3 {
+        let (mut ws, _) = connect_offering(addr, "permessage-deflate").await;
+        ws.raw_frame().await;
+        ws.send(0x80 | 0x40 | TEXT, &edge::deflate::compress(CONNECT)).await;
+        ws.raw_frame().await;
+        compressed_clients.push(ws);
+    }
+    let mut plain = RawWs::connect(addr).await;
+    plain.still_works().await;
+    let line = "the same long chat line for every watcher ".repeat(10);
+    server.hub().broadcast_message(
+        DWORLD,
+        d_back::ChatMessage {
+            uid: "123456789012345001".into(),
+            message: line.clone(),
+            channel: "c".into(),
+        },
+    );
+    let mut seen = Vec::new();
+    for ws in &mut compressed_clients {
+        let raw = ws.raw_frame().await;
+        assert_ne!(raw[0] & 0x40, 0, "compressed");
+        seen.push(raw);
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "the very same bytes");
+    let plain_frame = plain.frame_of(TEXT).await;
+    assert!(String::from_utf8_lossy(&plain_frame.payload).contains(&line));
+    let (_, inflated) = payload_of(&seen[0]);
+    assert_eq!(inflated, plain_frame.payload);
+    assert!(seen[0].len() < plain_frame.payload.len() / 2);
+    server.shutdown().await;
+}

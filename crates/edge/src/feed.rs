@@ -18,6 +18,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
+use crate::ws::Wire;
+#[cfg(test)]
 use bytes::Bytes;
 
 /// The last `capacity` chat lines of one server, in wire format.
@@ -33,7 +35,7 @@ pub struct Feed {
 /// The lines themselves; only reachable through [`Feed::lines`].
 #[derive(Debug, Default)]
 pub struct Ring {
-    lines: VecDeque<Bytes>,
+    lines: VecDeque<Wire>,
     /// Position of `lines[0]`.
     first: u64,
 }
@@ -50,7 +52,7 @@ impl Feed {
 
     /// Appends a line; returns the position of the line it pushed out of the
     /// ring, if it was full, so the caller can count who never got it.
-    pub fn publish(&self, line: Bytes) -> Option<u64> {
+    pub fn publish(&self, line: Wire) -> Option<u64> {
         let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
         let evicted = if ring.lines.len() == self.capacity {
             ring.lines.pop_front();
@@ -81,7 +83,14 @@ impl Ring {
     /// Appends to `out` every line from `*cursor` up to (not including)
     /// position `until`, advances the cursor, and returns how many lines were
     /// copied. Lines already pushed out of the ring are skipped.
-    pub fn copy_into(&self, cursor: &mut u64, until: u64, out: &mut Vec<u8>) -> usize {
+    /// Each line goes in the form the client negotiated (`deflate`).
+    pub fn copy_into(
+        &self,
+        cursor: &mut u64,
+        until: u64,
+        deflate: bool,
+        out: &mut Vec<u8>,
+    ) -> usize {
         let head = self.first + self.lines.len() as u64;
         let start = (*cursor).max(self.first);
         let end = until.min(head);
@@ -92,7 +101,7 @@ impl Ring {
         let from = (start - self.first) as usize;
         let to = (end - self.first) as usize;
         for line in self.lines.range(from..to) {
-            out.extend_from_slice(line);
+            out.extend_from_slice(line.for_client(deflate));
         }
         *cursor = end;
         to - from
@@ -106,7 +115,7 @@ mod tests {
     fn feed_with(capacity: usize, lines: &[&str]) -> Feed {
         let feed = Feed::new(capacity);
         for line in lines {
-            feed.publish(Bytes::copy_from_slice(line.as_bytes()));
+            feed.publish(Wire::from(Bytes::copy_from_slice(line.as_bytes())));
         }
         feed
     }
@@ -116,12 +125,21 @@ mod tests {
         let feed = feed_with(4, &["a", "b", "c"]);
         let mut cursor = 0;
         let mut out = Vec::new();
-        assert_eq!(feed.lines().copy_into(&mut cursor, u64::MAX, &mut out), 3);
+        assert_eq!(
+            feed.lines()
+                .copy_into(&mut cursor, u64::MAX, false, &mut out),
+            3
+        );
         assert_eq!(out, b"abc");
         assert_eq!(cursor, 3);
-        assert_eq!(feed.lines().copy_into(&mut cursor, u64::MAX, &mut out), 0);
-        feed.publish(Bytes::from_static(b"d"));
-        feed.lines().copy_into(&mut cursor, u64::MAX, &mut out);
+        assert_eq!(
+            feed.lines()
+                .copy_into(&mut cursor, u64::MAX, false, &mut out),
+            0
+        );
+        feed.publish(Wire::from(Bytes::from_static(b"d")));
+        feed.lines()
+            .copy_into(&mut cursor, u64::MAX, false, &mut out);
         assert_eq!(out, b"abcd");
     }
 
@@ -129,20 +147,24 @@ mod tests {
     fn a_reader_stops_where_it_is_told() {
         let feed = feed_with(4, &["a", "b", "c"]);
         let (mut cursor, mut out) = (0, Vec::new());
-        assert_eq!(feed.lines().copy_into(&mut cursor, 2, &mut out), 2);
+        assert_eq!(feed.lines().copy_into(&mut cursor, 2, false, &mut out), 2);
         assert_eq!((out.as_slice(), cursor), (&b"ab"[..], 2));
     }
 
     #[test]
     fn a_lagging_reader_skips_what_was_overwritten() {
         let feed = Feed::new(2);
-        assert_eq!(feed.publish(Bytes::from_static(b"a")), None);
-        assert_eq!(feed.publish(Bytes::from_static(b"b")), None);
-        assert_eq!(feed.publish(Bytes::from_static(b"c")), Some(0));
-        assert_eq!(feed.publish(Bytes::from_static(b"d")), Some(1));
+        assert_eq!(feed.publish(Wire::from(Bytes::from_static(b"a"))), None);
+        assert_eq!(feed.publish(Wire::from(Bytes::from_static(b"b"))), None);
+        assert_eq!(feed.publish(Wire::from(Bytes::from_static(b"c"))), Some(0));
+        assert_eq!(feed.publish(Wire::from(Bytes::from_static(b"d"))), Some(1));
         assert_eq!(feed.head(), 4);
         let (mut cursor, mut out) = (0, Vec::new());
-        assert_eq!(feed.lines().copy_into(&mut cursor, u64::MAX, &mut out), 2);
+        assert_eq!(
+            feed.lines()
+                .copy_into(&mut cursor, u64::MAX, false, &mut out),
+            2
+        );
         assert_eq!((out.as_slice(), cursor), (&b"cd"[..], 4));
     }
 }

@@ -27,6 +27,7 @@
 //! A protocol crate depends on this one, never the other way round.
 
 mod admission;
+pub mod deflate;
 pub mod feed;
 pub mod gate;
 mod io;

@@ -32,6 +32,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::ws::Wire;
+#[cfg(test)]
 use bytes::Bytes;
 use tokio::sync::Notify;
 
@@ -56,14 +58,14 @@ pub enum Urgency {
 /// Combines an older queued frame with a newer one for the same key into the
 /// frame to send instead of both (e.g. a status change that keeps the user's
 /// name from the older presence); `None` sends the newer one as it is.
-pub type MergeFn = fn(older: &Bytes, newer: &Bytes) -> Option<Bytes>;
+pub type MergeFn = fn(older: &Wire, newer: &Wire) -> Option<Wire>;
 
 /// One frame waiting for the socket, already in wire format (see [`crate::ws`]).
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub urgency: Urgency,
     /// Header and payload, shared by every watcher the frame was broadcast to.
-    pub wire: Bytes,
+    pub wire: Wire,
 }
 
 /// Why the writer should stop, and what close frame to send (if any).
@@ -148,6 +150,9 @@ pub struct Outbox {
     parked: AtomicBool,
     /// How two frames for the same key become one.
     merge: Option<MergeFn>,
+    /// Whether the client negotiated permessage-deflate: it is sent each
+    /// frame's compressed form (made once per frame, shared by all such clients).
+    deflate: bool,
 }
 
 impl Outbox {
@@ -160,7 +165,15 @@ impl Outbox {
             cursor: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             merge: None,
+            deflate: false,
         }
+    }
+
+    /// Sends this client the permessage-deflate form of each frame (see
+    /// [`Wire::for_client`]), as negotiated in its opening handshake.
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
     }
 
     /// Merges frames for the same key with `merge` when they collapse, instead
@@ -337,12 +350,12 @@ impl Outbox {
         let lines = state.feed.as_ref().map(|feed| feed.lines());
         for queued in state.queue.drain(..) {
             if let Some(lines) = &lines {
-                frames += lines.copy_into(&mut cursor, queued.after, out);
+                frames += lines.copy_into(&mut cursor, queued.after, self.deflate, out);
             }
-            out.extend_from_slice(&queued.frame.wire);
+            out.extend_from_slice(queued.frame.wire.for_client(self.deflate));
         }
         if let Some(lines) = &lines {
-            frames += lines.copy_into(&mut cursor, u64::MAX, out);
+            frames += lines.copy_into(&mut cursor, u64::MAX, self.deflate, out);
         }
         drop(lines);
         self.cursor.store(cursor, Ordering::Relaxed);
@@ -369,19 +382,19 @@ mod tests {
     fn essential(text: &str) -> Frame {
         Frame {
             urgency: Urgency::Essential,
-            wire: Bytes::copy_from_slice(text.as_bytes()),
+            wire: Wire::from(Bytes::copy_from_slice(text.as_bytes())),
         }
     }
 
     fn presence(uid: &str, text: &str) -> Frame {
         Frame {
             urgency: Urgency::Collapsible(Arc::from(uid)),
-            wire: Bytes::copy_from_slice(text.as_bytes()),
+            wire: Wire::from(Bytes::copy_from_slice(text.as_bytes())),
         }
     }
 
     fn line(feed: &Feed, text: &'static str) {
-        feed.publish(Bytes::from_static(text.as_bytes()));
+        feed.publish(Wire::from(Bytes::from_static(text.as_bytes())));
     }
 
     async fn drain(outbox: &Outbox) -> String {
@@ -450,11 +463,11 @@ mod tests {
     }
 
     /// Keeps the older frame's text after a `|` unless the newer one has its own.
-    fn keep_name(older: &Bytes, newer: &Bytes) -> Option<Bytes> {
+    fn keep_name(older: &Wire, newer: &Wire) -> Option<Wire> {
         let older = std::str::from_utf8(older).unwrap();
         let newer = std::str::from_utf8(newer).unwrap();
         match (older.split_once('|'), newer.contains('|')) {
-            (Some((_, name)), false) => Some(Bytes::from(format!("{newer}|{name}"))),
+            (Some((_, name)), false) => Some(Wire::from(Bytes::from(format!("{newer}|{name}")))),
             _ => None,
         }
     }
@@ -477,7 +490,7 @@ mod tests {
         outbox.push(presence("2", "b"));
         let snapshot = || Frame {
             urgency: Urgency::Snapshot,
-            wire: Bytes::from_static(b"S"),
+            wire: Wire::from(Bytes::from_static(b"S")),
         };
         assert_eq!(
             outbox.push_or_resynchronise(presence("3", "c"), snapshot),
@@ -486,7 +499,7 @@ mod tests {
         assert_eq!(outbox.push(presence("4", "d")), Pushed::Queued);
         let second = || Frame {
             urgency: Urgency::Snapshot,
-            wire: Bytes::from_static(b"T"),
+            wire: Wire::from(Bytes::from_static(b"T")),
         };
         assert_eq!(
             outbox.push_or_resynchronise(presence("5", "e"), second),

@@ -122,6 +122,9 @@ pub struct Settings {
     pub access: AccessRules,
     /// Time limits for each stage of a connection.
     pub deadlines: Deadlines,
+    /// Whether to agree to permessage-deflate when a client offers it (see
+    /// [`crate::deflate`]); every browser does.
+    pub permessage_deflate: bool,
 }
 
 /// A bound port, not yet serving: the protocol builds its router with
@@ -139,6 +142,7 @@ pub struct Settings {
 ///     tls: None,
 ///     access: edge::AccessRules::default(),
 ///     deadlines: edge::Deadlines::default(),
+///     permessage_deflate: true,
 /// })
 /// .await?;
 /// let websockets = edge.websockets();
@@ -205,6 +209,7 @@ impl Edge {
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             join_deadline: settings.deadlines.websocket_join,
+            permessage_deflate: settings.permessage_deflate,
         };
         Ok(Self {
             tcp,

@@ -93,6 +93,9 @@ pub struct Control {
     pub client: SocketAddr,
     /// The opening request's headers (User-Agent, Cookie, Origin...).
     pub headers: HeaderMap,
+    /// Whether permessage-deflate was agreed: the session's reader must accept
+    /// compressed messages and its outbox send compressed frames.
+    pub deflate: bool,
     stop: Stop,
 }
 
@@ -145,6 +148,8 @@ pub struct WebSockets {
     pub(crate) shutdown: CancellationToken,
     pub(crate) sessions: TaskTracker,
     pub(crate) join_deadline: Duration,
+    /// Whether permessage-deflate is agreed to when offered.
+    pub(crate) permessage_deflate: bool,
 }
 
 impl WebSockets {
@@ -229,6 +234,13 @@ impl WebSockets {
             join_by: Instant::now() + self.join_deadline,
             metrics: self.metrics.clone(),
         };
+        let deflate = self.permessage_deflate
+            && request
+                .headers()
+                .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(crate::deflate::accepts_offer);
         let headers = std::mem::take(request.headers_mut());
         let metrics = self.metrics.clone();
         self.sessions.spawn(async move {
@@ -241,6 +253,7 @@ impl WebSockets {
                         control: Control {
                             client,
                             headers,
+                            deflate,
                             stop,
                         },
                     };
@@ -252,11 +265,15 @@ impl WebSockets {
                 }
             }
         });
-        Response::builder()
+        let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, "websocket")
-            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+        if deflate {
+            response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, crate::deflate::ANSWER);
+        }
+        response
             .body(Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     }

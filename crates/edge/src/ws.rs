@@ -99,23 +99,114 @@ pub fn is_valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// Payloads shorter than this go out uncompressed even to clients that
+/// negotiated permessage-deflate: deflate's own overhead would eat the gain.
+const COMPRESS_FROM: usize = 64;
+
+/// One encoded server frame, shared by every socket it goes to: its plain
+/// form, and (made at most once, by the first writer whose client negotiated
+/// permessage-deflate) its compressed form, which then goes to all of them.
+///
+/// ```
+/// let frame = edge::ws::text_frame(&"a".repeat(1000));
+/// assert_eq!(frame.len(), 1004, "header and payload, plain");
+/// assert!(frame.for_client(true).len() < 100, "compressed, once, for those who asked");
+/// assert_eq!(frame.for_client(false), &frame[..]);
+/// ```
+#[derive(Clone)]
+pub struct Wire(std::sync::Arc<WireInner>);
+
+struct WireInner {
+    plain: Bytes,
+    /// The permessage-deflate form; the plain one where compressing does not pay.
+    deflated: std::sync::OnceLock<Bytes>,
+}
+
+impl Wire {
+    fn new(plain: Bytes) -> Self {
+        Self(std::sync::Arc::new(WireInner {
+            plain,
+            deflated: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The bytes to send to a client that did (`true`) or did not negotiate
+    /// permessage-deflate.
+    pub fn for_client(&self, deflate: bool) -> &[u8] {
+        if deflate {
+            self.0.deflated.get_or_init(|| deflated(&self.0.plain))
+        } else {
+            &self.0.plain
+        }
+    }
+
+    /// The plain frame, header and payload.
+    pub fn plain(&self) -> &Bytes {
+        &self.0.plain
+    }
+}
+
+impl std::ops::Deref for Wire {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0.plain
+    }
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Wire").field(&self.0.plain).finish()
+    }
+}
+
+impl From<Bytes> for Wire {
+    /// Wraps one whole frame (already encoded, e.g. by this module).
+    fn from(plain: Bytes) -> Self {
+        Wire::new(plain)
+    }
+}
+
+/// The permessage-deflate form of a whole plain data frame: RSV1 set and the
+/// payload compressed; control frames and small or incompressible payloads
+/// stay as they are.
+fn deflated(plain: &Bytes) -> Bytes {
+    let opcode = plain.first().map_or(OP_CLOSE, |b| b & 0x0F);
+    let Some(payload) = server_frame_payload(plain) else {
+        return plain.clone();
+    };
+    if opcode >= OP_CLOSE || payload.len() < COMPRESS_FROM {
+        return plain.clone();
+    }
+    let packed = crate::deflate::compress(payload);
+    if packed.len() + 8 >= payload.len() {
+        return plain.clone();
+    }
+    let mut framed = BytesMut::from(&frame(opcode, &packed)[..]);
+    framed[0] |= RSV1;
+    framed.freeze()
+}
+
+/// The "per-message compressed" bit of RFC 7692.
+const RSV1: u8 = 0x40;
+
 /// Encodes a text frame, header and payload in one buffer to share between sockets.
-pub fn text_frame(text: &str) -> Bytes {
-    frame(OP_TEXT, text.as_bytes())
+pub fn text_frame(text: &str) -> Wire {
+    Wire::new(frame(OP_TEXT, text.as_bytes()))
 }
 
 /// A ping with an empty payload.
-pub fn ping_frame() -> Bytes {
-    frame(OP_PING, &[])
+pub fn ping_frame() -> Wire {
+    Wire::new(frame(OP_PING, &[]))
 }
 
 /// The answer to a ping, echoing its payload.
-pub fn pong_frame(payload: &[u8]) -> Bytes {
-    frame(OP_PONG, payload)
+pub fn pong_frame(payload: &[u8]) -> Wire {
+    Wire::new(frame(OP_PONG, payload))
 }
 
 /// A close frame with a code and a short reason.
-pub fn close_frame(code: u16, reason: &str) -> Bytes {
+pub fn close_frame(code: u16, reason: &str) -> Wire {
     let mut payload = Vec::with_capacity(2 + reason.len());
     payload.extend_from_slice(&code.to_be_bytes());
     // Control frames carry at most 125 bytes of payload.
@@ -124,7 +215,7 @@ pub fn close_frame(code: u16, reason: &str) -> Bytes {
         end -= 1;
     }
     payload.extend_from_slice(&reason.as_bytes()[..end]);
-    frame(OP_CLOSE, &payload)
+    Wire::new(frame(OP_CLOSE, &payload))
 }
 
 fn frame(opcode: u8, payload: &[u8]) -> Bytes {
@@ -181,18 +272,32 @@ pub struct Reader<R> {
     buf: BytesMut,
     /// Largest frame, and largest reassembled message, accepted.
     max_bytes: usize,
-    /// Opcode and data of a fragmented message still being received.
-    partial: Option<(u8, Vec<u8>)>,
+    /// Opcode and data of a fragmented message still being received, and
+    /// whether it is compressed.
+    partial: Option<(u8, Vec<u8>, bool)>,
+    /// Whether the client negotiated permessage-deflate (RSV1 marks a
+    /// compressed message).
+    deflate: bool,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
+    /// Reads frames from `io`; frames and messages over `max_bytes` (after
+    /// inflating, for compressed ones) are refused.
     pub fn new(io: R, max_bytes: usize) -> Self {
         Self {
             io,
             buf: BytesMut::new(),
             max_bytes,
             partial: None,
+            deflate: false,
         }
+    }
+
+    /// Accepts messages compressed with permessage-deflate (see
+    /// [`crate::deflate`]), as negotiated in the opening handshake.
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
     }
 
     /// The next complete message.
@@ -244,7 +349,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 return Ok(None);
             }
             let (fin, opcode, masked) = (b[0] & 0x80 != 0, b[0] & 0x0F, b[1] & 0x80 != 0);
-            if b[0] & 0x70 != 0 {
+            let compressed = b[0] & RSV1 != 0;
+            if b[0] & 0x30 != 0 || (compressed && !self.deflate) {
                 return Err(ReadError::Protocol(
                     "reserved bits set without an extension",
                 ));
@@ -277,7 +383,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             for (i, byte) in payload.iter_mut().enumerate() {
                 *byte ^= mask[i % 4];
             }
-            if let Some(message) = self.frame(fin, opcode, payload)? {
+            if let Some(message) = self.frame(fin, opcode, compressed, payload)? {
                 return Ok(Some(message));
             }
         }
@@ -287,9 +393,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         &mut self,
         fin: bool,
         opcode: u8,
+        compressed: bool,
         payload: BytesMut,
     ) -> Result<Option<Incoming>, ReadError> {
         if opcode >= OP_CLOSE {
+            if compressed {
+                return Err(ReadError::Protocol("control frames are never compressed"));
+            }
             if !fin || payload.len() > 125 {
                 return Err(ReadError::Protocol(
                     "control frames must be whole and short",
@@ -302,21 +412,36 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 _ => return Err(ReadError::Protocol("unknown control opcode")),
             }));
         }
-        let (opcode, data) = match (opcode, self.partial.take()) {
-            (OP_CONTINUATION, Some((first, mut data))) => {
+        let (opcode, data, message_compressed) = match (opcode, self.partial.take()) {
+            (OP_CONTINUATION, Some(_)) if compressed => {
+                return Err(ReadError::Protocol(
+                    "only a message's first frame may be marked compressed",
+                ));
+            }
+            (OP_CONTINUATION, Some((first, mut data, was_compressed))) => {
                 if data.len() + payload.len() > self.max_bytes {
                     return Err(ReadError::TooBig);
                 }
                 data.extend_from_slice(&payload);
-                (first, data)
+                (first, data, was_compressed)
             }
-            (OP_TEXT | OP_BINARY, None) => (opcode, payload.to_vec()),
+            (OP_TEXT | OP_BINARY, None) => (opcode, payload.to_vec(), compressed),
             _ => return Err(ReadError::Protocol("unexpected data frame opcode")),
         };
         if !fin {
-            self.partial = Some((opcode, data));
+            self.partial = Some((opcode, data, message_compressed));
             return Ok(None);
         }
+        let data = if message_compressed {
+            crate::deflate::inflate(&data, self.max_bytes).map_err(|error| match error {
+                crate::deflate::InflateError::TooBig => ReadError::TooBig,
+                crate::deflate::InflateError::Corrupt => {
+                    ReadError::Protocol("a compressed message that does not inflate")
+                }
+            })?
+        } else {
+            data
+        };
         Ok(Some(if opcode == OP_TEXT {
             Incoming::Text(String::from_utf8(data).map_err(|_| ReadError::InvalidUtf8)?)
         } else {
@@ -405,6 +530,8 @@ mod tests {
         assert_eq!(too_big, vec![Err("TooBig".into())]);
         let unmasked = read_all(vec![0x81, 1, b'x'], 100).await;
         assert!(matches!(&unmasked[0], Err(e) if e.contains("masked")));
+        let compressed_without_deflate = read_all(masked(0xC1, b"x"), 100).await;
+        assert!(matches!(&compressed_without_deflate[0], Err(e) if e.contains("reserved")));
         let bad_utf8 = read_all(masked(0x81, &[0xff]), 100).await;
         assert_eq!(bad_utf8, vec![Err("InvalidUtf8".into())]);
         // "é" split between two fragments is fine; a lone half is not.
@@ -414,6 +541,42 @@ mod tests {
             read_all(split, 100).await,
             vec![Ok(Incoming::Text("é".into()))]
         );
+    }
+
+    #[tokio::test]
+    async fn compressed_messages_are_inflated_within_the_limit() {
+        let text = r#"{"type":"connect","data":{"server":"dworld"}}"#.repeat(20);
+        let packed = crate::deflate::compress(text.as_bytes());
+        let (first, rest) = packed.split_at(packed.len() / 2);
+        let mut wire = masked(0xC1, &packed);
+        wire.extend(masked(0x41, first));
+        wire.extend(masked(0x89, b"p"));
+        wire.extend(masked(0x80, rest));
+        wire.extend(masked(0x81, b"plain"));
+        let read = |wire: Vec<u8>, limit| async move {
+            let mut reader = Reader::new(&wire[..], limit).with_deflate(true);
+            let mut out = Vec::new();
+            while let Ok(message) = reader.next().await {
+                out.push(message);
+            }
+            out
+        };
+        assert_eq!(
+            read(wire, 4096).await,
+            vec![
+                Incoming::Text(text.clone()),
+                Incoming::Ping(Bytes::from_static(b"p")),
+                Incoming::Text(text.clone()),
+                Incoming::Text("plain".into()),
+            ]
+        );
+        let bomb = crate::deflate::compress(&vec![b' '; 1 << 20]);
+        let bomb = masked(0xC1, &bomb);
+        let mut reader = Reader::new(&bomb[..], 4096).with_deflate(true);
+        assert!(matches!(reader.next().await, Err(ReadError::TooBig)));
+        let compressed_ping = masked(0xC9, b"");
+        let mut reader = Reader::new(&compressed_ping[..], 4096).with_deflate(true);
+        assert!(matches!(reader.next().await, Err(ReadError::Protocol(_))));
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! optional keys, so one [`Packet`] type describes them all. A packet is
 //! encoded once into a shared frame however many clients it goes to.
 
-use bytes::Bytes;
+use edge::ws::Wire;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -84,7 +84,7 @@ impl<'a> Packet<'a> {
     }
 
     /// The text frame, ready for any number of outboxes.
-    pub fn frame(&self) -> Bytes {
+    pub fn frame(&self) -> Wire {
         edge::ws::text_frame(&encode(self))
     }
 }
