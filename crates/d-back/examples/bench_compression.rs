@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use d_back::{
-    ChatMessage, DataProvider, ProviderError, Roster, Server, ServerInfo, ServerList, Status,
-    User, async_trait,
+    ChatMessage, DataProvider, ProviderError, Roster, Server, ServerInfo, ServerList, Status, User,
+    async_trait,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -153,8 +153,14 @@ fn client_text(payload: &[u8]) -> Vec<u8> {
 /// Length of the first whole frame in `buf`, header included.
 fn frame_len(buf: &[u8]) -> Option<usize> {
     let (len, head) = match *buf.get(1)? & 0x7f {
-        126 => (usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])), 4),
-        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
+        126 => (
+            usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
         n => (usize::from(n), 2),
     };
     (buf.len() >= head + len).then_some(head + len)
@@ -185,8 +191,10 @@ async fn read_frames(
 async fn join_bytes(addr: SocketAddr, deflate: bool) -> anyhow::Result<usize> {
     let (mut tcp, mut buf) = open(addr, deflate).await?;
     read_frames(&mut tcp, &mut buf, 1).await?;
-    tcp.write_all(&client_text(br#"{"type":"connect","data":{"server":"bench"}}"#))
-        .await?;
+    tcp.write_all(&client_text(
+        br#"{"type":"connect","data":{"server":"bench"}}"#,
+    ))
+    .await?;
     Ok(read_frames(&mut tcp, &mut buf, 1).await?[0])
 }
 
@@ -206,8 +214,10 @@ async fn fan_out(
     for _ in 0..clients {
         let (mut tcp, mut buf) = open(addr, deflate).await?;
         read_frames(&mut tcp, &mut buf, 1).await?;
-        tcp.write_all(&client_text(br#"{"type":"connect","data":{"server":"bench"}}"#))
-            .await?;
+        tcp.write_all(&client_text(
+            br#"{"type":"connect","data":{"server":"bench"}}"#,
+        ))
+        .await?;
         read_frames(&mut tcp, &mut buf, 1).await?;
         let (frames, bytes, stop) = (frames.clone(), bytes.clone(), stop.clone());
         readers.push(tokio::spawn(async move {
@@ -236,7 +246,10 @@ async fn fan_out(
     let hub = server.hub();
     let text = "the quick brown fox jumps over the lazy dog, as chat lines in a busy server do";
     let started = Instant::now();
-    let (before_frames, before_bytes) = (frames.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+    let (before_frames, before_bytes) = (
+        frames.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+    );
     let mut sent = 0u64;
     while started.elapsed() < Duration::from_secs(secs) {
         for _ in 0..16 {

@@ -641,7 +641,10 @@ fn payload_of(raw: &[u8]) -> (bool, Vec<u8>) {
 fn parse_server_frame_any(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
     let (len, head) = match buf[1] & 0x7f {
         126 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
-        127 => (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10),
+        127 => (
+            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
         n => (usize::from(n), 2),
     };
     Some((buf.get(head..head + len)?.to_vec(), head + len))
@@ -665,8 +668,7 @@ impl RawWs {
 async fn permessage_deflate_is_negotiated_and_spoken_both_ways() {
     let server = server().await;
     let addr = server.local_addr();
-    let (mut ws, head) =
-        connect_offering(addr, "permessage-deflate; client_max_window_bits").await;
+    let (mut ws, head) = connect_offering(addr, "permessage-deflate; client_max_window_bits").await;
     assert!(
         head.contains(
             "sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"
@@ -677,23 +679,38 @@ async fn permessage_deflate_is_negotiated_and_spoken_both_ways() {
     assert!(String::from_utf8_lossy(&list).contains("server-list"));
 
     // A compressed `connect` is understood; the `server-join` comes back compressed.
-    ws.send(0x80 | 0x40 | TEXT, &edge::deflate::compress(CONNECT)).await;
+    ws.send(0x80 | 0x40 | TEXT, &edge::deflate::compress(CONNECT))
+        .await;
     let (compressed, join) = payload_of(&ws.raw_frame().await);
     assert!(compressed, "a server-join is worth compressing");
     let join: serde_json::Value = serde_json::from_slice(&join).unwrap();
     assert_eq!(join["type"], "server-join");
 
     // A compressed message that inflates past the limit closes with 1009.
-    ws.send(0x80 | 0x40 | TEXT, &edge::deflate::compress(&[b' '; 100_000]))
-        .await;
-    assert_eq!(ws.expect_close().await, 1009, "the limit applies after inflating");
+    ws.send(
+        0x80 | 0x40 | TEXT,
+        &edge::deflate::compress(&[b' '; 100_000]),
+    )
+    .await;
+    assert_eq!(
+        ws.expect_close().await,
+        1009,
+        "the limit applies after inflating"
+    );
 
     // Without an offer, or with one we cannot honour, nothing is compressed.
-    let (mut plain, head) = connect_offering(addr, "permessage-deflate; server_max_window_bits=9").await;
+    let (mut plain, head) =
+        connect_offering(addr, "permessage-deflate; server_max_window_bits=9").await;
     assert!(!head.contains("sec-websocket-extensions"), "{head}");
     plain.frame().await.expect("server-list");
-    plain.send(0x80 | 0x40 | TEXT, &edge::deflate::compress(CONNECT)).await;
-    assert_eq!(plain.expect_close().await, 1002, "RSV1 without the extension");
+    plain
+        .send(0x80 | 0x40 | TEXT, &edge::deflate::compress(CONNECT))
+        .await;
+    assert_eq!(
+        plain.expect_close().await,
+        1002,
+        "RSV1 without the extension"
+    );
     server.shutdown().await;
 }
 
@@ -705,7 +722,8 @@ async fn one_broadcast_is_compressed_once_for_every_client_that_asked() {
     for _ in 0..3 {
         let (mut ws, _) = connect_offering(addr, "permessage-deflate").await;
         ws.raw_frame().await;
-        ws.send(0x80 | 0x40 | TEXT, &edge::deflate::compress(CONNECT)).await;
+        ws.send(0x80 | 0x40 | TEXT, &edge::deflate::compress(CONNECT))
+            .await;
         ws.raw_frame().await;
         compressed_clients.push(ws);
     }
