@@ -2,9 +2,10 @@
 # Runs every test of the workspace: unit tests, integration tests over real
 # sockets, the CLI tests against the built binaries, the browser test of
 # d-back's built-in page in headless Chromium, the documentation examples,
-# the d_back Python package's tests (scripts/test-python.sh), and the
+# the d_back Python package's tests (scripts/test-python.sh), the
 # cloudlink server against the real CloudLink Python client
-# (scripts/test-cloudlink-client.sh).
+# (scripts/test-cloudlink-client.sh), and the CloudLink benchmark's load
+# generator in smoke mode.
 #
 # Needs the Rust toolchain, Chromium, python3 (3.9+, with venv; PyPI the
 # first time, for maturin, pytest and websockets) and Python 3.11 with venv
@@ -48,3 +49,14 @@ fi
 cargo test --workspace --locked "$@"
 ./scripts/test-python.sh
 ./scripts/test-cloudlink-client.sh
+
+# The CloudLink benchmark's load generator end to end in smoke mode: 20
+# clients for a second per scenario against our server and against the Python
+# CloudLink server (from the virtualenv test-cloudlink-client.sh made). It
+# fails if a client cannot join or a message does not arrive; no timing is
+# checked (scripts/bench-cloudlink.sh measures, on a quiet machine).
+cargo build --locked --quiet -p cloudlink-bench --bin cloudlink_bench
+target/debug/cloudlink_bench --smoke \
+  --ours "target/debug/cloudlink --message-rate 0" \
+  --python "target/cloudlink-venv/bin/python bench/cloudlink_server.py" >/dev/null
+echo "cloudlink_bench --smoke: every client joined and every message arrived"

@@ -1,0 +1,250 @@
+//! The suite: which scenarios exist, how each is run against every server
+//! (fresh process per run, servers alternating run by run, medians kept), and
+//! which rows and goals of the report each one fills.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+use crate::Cli;
+use crate::report::{Figures, Pair, Report, Target, merge_runs};
+use crate::server::ServerProc;
+use crate::stamp::Protocol;
+use crate::{fanout, idle};
+
+/// What can be measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// CL4 clients in `default`, one sender sending `gmsg` as fast as the window allows.
+    Gmsg,
+    /// Scratch clients in one project, one sender sending `set` as fast as the window allows.
+    Scratch,
+    /// As `gmsg`, at a fixed rate (`--rate`): latency without queueing.
+    GmsgRate,
+    /// As `scratch`, at a fixed rate (`--rate`): latency without queueing.
+    ScratchRate,
+    /// Server memory per idle identified (handshake + setid) CL4 client.
+    Idle,
+    /// Server memory per idle CL4 client after the handshake only (no user lists).
+    IdleHandshake,
+}
+
+/// Runs every scenario of `cli` and returns the report as markdown.
+pub async fn run(cli: &Cli) -> anyhow::Result<String> {
+    let targets: Vec<(Target, &str)> = [
+        (Target::Ours, cli.ours.as_deref()),
+        (Target::Python, cli.python.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(t, c)| Some((t, c?)))
+    .collect();
+    let mut report = Report::default();
+    for &scenario in &cli.scenarios {
+        match scenario {
+            Scenario::Gmsg | Scenario::Scratch | Scenario::GmsgRate | Scenario::ScratchRate => {
+                fan_out(cli, &targets, scenario, &mut report).await?;
+            }
+            Scenario::Idle | Scenario::IdleHandshake => {
+                for &clients in &cli.idle_clients {
+                    idle_memory(cli, &targets, scenario, clients, &mut report).await?;
+                }
+            }
+        }
+    }
+    for (target, command) in [(Target::Ours, &cli.ours), (Target::Python, &cli.python)] {
+        if command.is_none() {
+            report.note(format!(
+                "{} server not measured (no --{} given)",
+                target.label(),
+                target.label()
+            ));
+        }
+    }
+    let mut conditions = vec![
+        format!(
+            "ours: `{}`; Python: `{}`",
+            cli.ours.as_deref().unwrap_or("–"),
+            cli.python.as_deref().unwrap_or("–")
+        ),
+        format!(
+            "fan-out: {} receivers + 1 sender, at most {} messages outstanding, fixed rate {}/s; \
+             {} s warm-up, {} s measured; median of {} run(s); {} clients joining at once",
+            cli.clients, cli.window, cli.rate, cli.warmup, cli.secs, cli.runs, cli.concurrency
+        ),
+    ];
+    if cli.smoke {
+        conditions.push("smoke mode: tiny counts, the figures mean nothing".to_owned());
+    }
+    Ok(report.markdown("CloudLink: ours vs Python CloudLink 0.2.0.1", &conditions))
+}
+
+async fn fan_out(
+    cli: &Cli,
+    targets: &[(Target, &str)],
+    scenario: Scenario,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (protocol, what) = match scenario {
+        Scenario::Gmsg | Scenario::GmsgRate => (Protocol::Cl4, "gmsg"),
+        _ => (Protocol::Scratch, "Scratch set"),
+    };
+    let rate = matches!(scenario, Scenario::GmsgRate | Scenario::ScratchRate).then_some(cli.rate);
+    let load = fanout::Load {
+        protocol,
+        receivers: cli.clients,
+        concurrency: cli.concurrency,
+        window: cli.window,
+        warmup: Duration::from_secs_f64(cli.warmup),
+        secs: Duration::from_secs_f64(cli.secs),
+        rate,
+    };
+    let pace = match rate {
+        None => "max rate".to_owned(),
+        Some(r) => format!("{r} msgs/s"),
+    };
+    let pair = measure(cli, targets, &format!("{what} {pace}"), async |server| {
+        fanout::run(server, &load).await
+    })
+    .await?;
+    if cli.smoke {
+        smoke_check(
+            &pair,
+            &format!("{what} {pace}"),
+            &[
+                ("joined", cli.clients as f64),
+                ("ready", cli.clients as f64),
+                ("lost", 0.0),
+                ("delivered_share", 100.0),
+            ],
+        )?;
+    }
+    let name = format!("{what} fan-out, {} receivers, {pace}", cli.clients);
+    report.row(&name, "delivered msgs/s", &pair, "delivered_per_s");
+    report.row(&name, "delivery p50 ms", &pair, "latency_p50_ms");
+    report.row(&name, "delivery p99 ms", &pair, "latency_p99_ms");
+    report.row(&name, "sent msgs/s", &pair, "sent_per_s");
+    report.row(&name, "delivered share %", &pair, "delivered_share");
+    report.row(&name, "server CPU %", &pair, "server_cpu");
+    report.row(&name, "generator CPU %", &pair, "generator_cpu");
+    report.row(&name, "server RSS MiB (max)", &pair, "server_rss_max_mib");
+    report.row(&name, "receivers joined", &pair, "joined");
+    report.row(&name, "receivers joined/s", &pair, "joins_per_s");
+    if rate.is_none() {
+        report.goal_ratio(
+            &format!("{what} delivered msgs/s"),
+            &pair,
+            "delivered_per_s",
+            50.0,
+        );
+    }
+    report.goal_no_worse(
+        &format!("{what} delivery p99 ms at {pace}"),
+        &pair,
+        "latency_p99_ms",
+    );
+    Ok(())
+}
+
+async fn idle_memory(
+    cli: &Cli,
+    targets: &[(Target, &str)],
+    scenario: Scenario,
+    clients: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let identify = scenario == Scenario::Idle;
+    let kind = if identify {
+        "identified"
+    } else {
+        "handshake-only"
+    };
+    let pair = measure(cli, targets, &format!("idle {kind}"), async |server| {
+        idle::run(server, clients, cli.concurrency, identify).await
+    })
+    .await?;
+    if cli.smoke {
+        smoke_check(
+            &pair,
+            &format!("idle {kind}"),
+            &[("identified", clients as f64)],
+        )?;
+    }
+    let name = format!("idle, {clients} {kind} CL4 clients");
+    report.row(&name, "server KB per idle client", &pair, "kb_per_client");
+    report.row(&name, "server RSS MiB before", &pair, "rss_before_mib");
+    report.row(&name, "server RSS MiB after", &pair, "rss_after_mib");
+    report.row(&name, "clients ready/s", &pair, "identified_per_s");
+    report.row(&name, "server CPU % (connecting)", &pair, "identify_cpu");
+    report.row(&name, "seconds until quiet", &pair, "settle_s");
+    report.row(&name, "clients ready", &pair, "identified");
+    if identify {
+        report.goal_at_most(
+            &format!("KB per idle identified client ({clients})"),
+            &pair,
+            "kb_per_client",
+            4.0,
+        );
+    }
+    Ok(())
+}
+
+/// In smoke mode, fails unless every measured server shows each `expected`
+/// figure exactly: every client joined, none was closed, every message
+/// arrived. This is what makes `--smoke` a test of the generator and of both
+/// servers' protocol handling, while its timings stay unasserted.
+fn smoke_check(pair: &Pair, what: &str, expected: &[(&str, f64)]) -> anyhow::Result<()> {
+    for (target, figures) in [(Target::Ours, &pair.ours), (Target::Python, &pair.python)] {
+        let Some(figures) = figures else { continue };
+        for &(key, want) in expected {
+            let got = figures.get(key).copied();
+            if got.is_none_or(|g| (g - want).abs() > 1e-6) {
+                anyhow::bail!(
+                    "smoke check failed: {what} against the {} server gave {key} = {got:?}, expected {want} \
+                     (its log is in the --logs directory)",
+                    target.label()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Measures one scenario against each target, `runs` times, alternating the
+/// targets run by run so that a change in the machine's load hits both alike;
+/// returns each figure's median per target.
+async fn measure(
+    cli: &Cli,
+    targets: &[(Target, &str)],
+    what: &str,
+    mut scenario: impl AsyncFnMut(&mut ServerProc) -> anyhow::Result<Figures>,
+) -> anyhow::Result<Pair> {
+    let mut runs: Vec<(Target, Vec<Figures>)> =
+        targets.iter().map(|&(t, _)| (t, Vec::new())).collect();
+    for run in 0..cli.runs.max(1) {
+        for (i, &(target, command)) in targets.iter().enumerate() {
+            let mut server =
+                ServerProc::start(command, target.label(), cli.host, &cli.logs).await?;
+            let figures = scenario(&mut server)
+                .await
+                .with_context(|| format!("{what} against the {} server failed", target.label()))?;
+            drop(server);
+            eprintln!(
+                "  {what}, run {} {:<6} {}",
+                run + 1,
+                target.label(),
+                figures
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            runs[i].1.push(figures);
+        }
+    }
+    let mut pair = Pair::default();
+    for (target, figures) in runs {
+        pair.set(target, merge_runs(&figures));
+    }
+    Ok(pair)
+}
