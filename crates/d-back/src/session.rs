@@ -51,8 +51,11 @@ pub(crate) async fn run(
     let Connection {
         read,
         write,
-        control,
+        mut control,
     } = connection;
+    // The d-zone protocol reads no header after the upgrade; an idle
+    // connection should not carry them.
+    control.headers = Default::default();
     let peer = control.client;
     let guard = hub.open_connection();
     let id = guard.id;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -241,7 +241,18 @@ impl WebSockets {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .any(crate::deflate::accepts_offer);
-        let headers = std::mem::take(request.headers_mut());
+        // Copied rather than kept: the parsed values point into the
+        // connection's whole read buffer, which would otherwise stay
+        // allocated for as long as the WebSocket lives.
+        let headers: HeaderMap = request
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                let copy = HeaderValue::from_bytes(value.as_bytes())
+                    .unwrap_or(HeaderValue::from_static(""));
+                (name.clone(), copy)
+            })
+            .collect();
         let metrics = self.metrics.clone();
         self.sessions.spawn(async move {
             match on_upgrade.await {
