@@ -213,3 +213,37 @@ async fn json_logs_have_one_line_per_connection_event_with_the_client_address() 
         0
     );
 }
+
+#[tokio::test]
+async fn a_refused_origin_is_logged_as_plain_text_and_the_own_page_is_let_in() {
+    let (mut child, addr, lines) = spawn_with_log(
+        &["--host", "127.0.0.1", "--port", "0"],
+        &[("D_BACK_ALLOWED_ORIGINS", "https://nntin.github.io")],
+    );
+    let handshake = |origin: String| {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://{addr}/"),
+            )
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    assert!(
+        handshake(format!("http://{addr}")).await.is_ok(),
+        "its own page"
+    );
+    assert!(handshake("https://evil.example".into()).await.is_err());
+    let refused = wait_for_line(&lines, "WebSocket refused");
+    assert!(
+        refused.contains("origin=https://evil.example") && !refused.contains("Some("),
+        "{refused}"
+    );
+    signal(&child, "TERM");
+    let code = tokio::task::spawn_blocking(move || wait_exit(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+}

@@ -154,6 +154,52 @@ async fn only_allowed_origins_may_open_a_websocket() {
 }
 
 #[tokio::test]
+async fn the_servers_own_page_may_connect_whatever_origins_are_allowed() {
+    let rules = AccessRules {
+        allowed_origins: vec!["https://nntin.github.io".into()],
+        ..AccessRules::default()
+    };
+    let server = start(Server::builder().provider(quiet_world()).access(rules)).await;
+    let addr = server.local_addr();
+    // The built-in page is served here, and its WebSocket names this server in
+    // both `Origin` and `Host`, under whatever name the browser used.
+    assert_eq!(http(addr, "GET", "/").await.status, 200);
+    let port = addr.port();
+    assert!(
+        try_connect(addr, &[("origin", &format!("http://{addr}"))])
+            .await
+            .is_ok()
+    );
+    let by_name = format!("localhost:{port}");
+    assert!(
+        try_connect(
+            addr,
+            &[("origin", &format!("http://{by_name}")), ("host", &by_name)]
+        )
+        .await
+        .is_ok()
+    );
+    // Another port or another host is someone else's page.
+    let other_port = if port == 65535 { port - 1 } else { port + 1 };
+    assert_eq!(
+        try_connect(
+            addr,
+            &[("origin", &format!("http://127.0.0.1:{other_port}"))]
+        )
+        .await
+        .err(),
+        Some(403)
+    );
+    assert_eq!(
+        try_connect(addr, &[("origin", "https://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_flooding_client_is_told_then_closed_and_others_are_unaffected() {
     let server = start(Server::builder().provider(quiet_world()).message_rate(5, 5)).await;
     let addr = server.local_addr();

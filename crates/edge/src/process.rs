@@ -11,8 +11,11 @@ pub fn init_logging(filter: Option<&str>, json: bool) {
         None => EnvFilter::try_from_default_env().ok(),
     }
     .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colour codes only help a person at a terminal; in a file or a journal
+    // they are noise that breaks searching for `field=value`.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         logs.json().init();
