@@ -136,6 +136,17 @@ pub fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) ->
     panic!("no log line with {needle:?}; saw {seen:#?}")
 }
 
+/// Kills a started `d_back` when dropped, so that a failing test does not
+/// leave a server behind (holding the test's stdout open).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
