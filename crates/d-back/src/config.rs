@@ -263,6 +263,30 @@ pub enum LogFormat {
 }
 
 impl Cli {
+    /// An empty value (`DISCORD_TOKEN=` in a unit file or a shell) counts as
+    /// not set: an empty token would otherwise turn a source on and fail, or
+    /// open the ingest API to an empty bearer token.
+    pub fn without_empty_values(mut self) -> Self {
+        for value in [
+            &mut self.log_level,
+            &mut self.discord_token,
+            &mut self.oauth_client_id,
+            &mut self.ingest_token,
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
+        self
+    }
+
+    /// Whether `--log-level` came from `D_BACK_LOG_LEVEL` rather than the command line.
+    pub fn log_level_from_environment(&self) -> bool {
+        !std::env::args_os()
+            .skip(1)
+            .any(|arg| arg.to_string_lossy().starts_with("--log-level"))
+    }
+
     /// Turns the settings into a server builder, or says which value is wrong.
     pub fn builder(&self) -> Result<ServerBuilder, String> {
         let world = MockWorld::new().with_cadence(

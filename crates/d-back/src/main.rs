@@ -18,7 +18,7 @@ use sources::Sources;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse().without_empty_values();
     if let Some(shell) = cli.completions {
         let mut command = Cli::command();
         clap_complete::generate(shell, &mut command, "d_back", &mut std::io::stdout());
@@ -30,7 +30,14 @@ async fn main() -> ExitCode {
             Err(error) => fail(&format!("cannot write the manual page: {error}")),
         };
     }
-    edge::process::init_logging(cli.log_level.as_deref(), cli.log_format == LogFormat::Json);
+    if let Err(mut error) =
+        edge::process::try_init_logging(cli.log_level.as_deref(), cli.log_format == LogFormat::Json)
+    {
+        if error.setting == "--log-level" && cli.log_level_from_environment() {
+            error.setting = "D_BACK_LOG_LEVEL".to_owned();
+        }
+        return fail(&error.to_string());
+    }
     let builder = match cli.builder() {
         Ok(builder) => builder,
         Err(message) => return fail(&message),
@@ -45,18 +52,32 @@ async fn main() -> ExitCode {
         Err(error) => return fail(&error.to_string()),
     };
     sources.attach(server.hub());
-    eprintln!(
-        "d-back {} serving {} (WebSocket on the same address); Ctrl-C stops it",
-        env!("CARGO_PKG_VERSION"),
-        server.url()
-    );
+    edge::process::announce(&banner(&server.url(), server.local_addr()));
     edge::process::stop_signal().await;
     sources.stop().await;
     server.shutdown().await;
     ExitCode::SUCCESS
 }
 
+/// The start-up line: where the server serves and, when it listens on every
+/// interface (`0.0.0.0` or `::`, which no browser can open), an address a
+/// browser on this machine can.
+fn banner(url: &str, local: std::net::SocketAddr) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut line = format!("d-back {version} serving {url} (WebSocket on the same address)");
+    if local.ip().is_unspecified() {
+        let scheme = url.split("://").next().unwrap_or("http");
+        let port = local.port();
+        line.push_str(&format!(
+            " on every interface; open {scheme}://localhost:{port}/ in a browser here"
+        ));
+    }
+    line.push_str("; Ctrl-C stops it");
+    line
+}
+
+/// Reports why the start failed (one line, JSON with JSON logs) and exits with 1.
 fn fail(message: &str) -> ExitCode {
-    eprintln!("d_back: error: {message}");
+    edge::process::fatal(message);
     ExitCode::FAILURE
 }

@@ -109,7 +109,7 @@ fn end_on_refusal(source: &DiscordSource) {
     let failed = source.failed();
     tokio::spawn(async move {
         if let Some(error) = failed.await {
-            eprintln!("d_back: error: {error}");
+            edge::process::fatal(&error.to_string());
             std::process::exit(1);
         }
     });

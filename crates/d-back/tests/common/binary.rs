@@ -94,9 +94,11 @@ pub fn spawn_with_log(
     });
     let mut seen = Vec::new();
     loop {
-        let line = lines
-            .recv_timeout(PATIENCE)
-            .unwrap_or_else(|_| panic!("d_back announces its address; it said {seen:#?}"));
+        let Ok(line) = lines.recv_timeout(PATIENCE) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("d_back announces its address; it said {seen:#?}");
+        };
         if let Some(addr) = serving_address(&line) {
             let (replay_tx, replay) = std::sync::mpsc::channel();
             for old in seen.into_iter().chain([line]) {
