@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use clap_complete::Shell;
 use d_back::{AccessRules, Deadlines, IpNet, MockWorld, Server, ServerBuilder};
 
@@ -288,18 +288,42 @@ impl Cli {
     }
 
     /// Turns the settings into a server builder, or says which value is wrong.
+    ///
+    /// A zero means "off" or "any" only where the help says so (`--port`,
+    /// the built-in world's cadences, `--message-rate`); everywhere else it
+    /// would lock every client out, so it is refused with the reason.
     pub fn builder(&self) -> Result<ServerBuilder, String> {
         let world = MockWorld::new().with_cadence(
-            seconds("--mock-presence-every", self.mock_presence_every)?,
-            seconds("--mock-message-every", self.mock_message_every)?,
+            seconds("mock-presence-every", self.mock_presence_every)?,
+            seconds("mock-message-every", self.mock_message_every)?,
         );
+        let max_frame_bytes = at_least_one(
+            "max-frame-bytes",
+            self.max_frame_bytes,
+            "with 0 every frame a client sends would close its connection",
+        )?;
+        let outbox_frames = at_least_one(
+            "outbox-frames",
+            self.outbox_frames,
+            "with 0 no client could be sent anything",
+        )?;
+        let ping_interval = positive(
+            "ping-interval",
+            self.ping_interval,
+            "pings are how clients that vanished are found",
+        )?;
+        positive(
+            "oauth-timeout",
+            self.oauth_timeout,
+            "every Discord login would be refused",
+        )?;
         let mut builder = Server::builder()
             .host(&self.host)
             .port(self.port)
             .provider(world)
-            .max_frame_bytes(self.max_frame_bytes)
-            .outbox_frames(self.outbox_frames)
-            .ping_interval(seconds("--ping-interval", self.ping_interval)?);
+            .max_frame_bytes(max_frame_bytes)
+            .outbox_frames(outbox_frames)
+            .ping_interval(ping_interval);
         if let Some(dir) = &self.static_dir {
             builder = builder.static_dir(dir);
         }
@@ -308,30 +332,115 @@ impl Cli {
         }
         let real_ip_header = self.real_ip_header.parse().map_err(|_| {
             format!(
-                "--real-ip-header '{}' is not a valid header name",
+                "{} '{}' is not a valid header name",
+                setting("real-ip-header"),
                 self.real_ip_header
             )
         })?;
+        let no_limit = "leave it out for no limit";
         let access = AccessRules {
-            max_connections: self.max_connections,
-            max_connections_per_ip: self.max_connections_per_ip,
-            max_tls_handshakes_per_ip: Some(self.max_tls_handshakes_per_ip),
+            max_connections: self
+                .max_connections
+                .map(|n| at_least_one("max-connections", n, no_limit))
+                .transpose()?,
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .map(|n| at_least_one("max-connections-per-ip", n, no_limit))
+                .transpose()?,
+            max_tls_handshakes_per_ip: Some(at_least_one(
+                "max-tls-handshakes-per-ip",
+                self.max_tls_handshakes_per_ip,
+                "with 0 no TLS client could connect",
+            )?),
             allowed_origins: self.allowed_origins.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             real_ip_header: Some(real_ip_header),
         };
+        let deadline = "a deadline of 0 would drop every client";
         let deadlines = Deadlines {
-            tls_handshake: positive("--tls-handshake-timeout", self.tls_handshake_timeout)?,
-            request_head: positive("--header-timeout", self.header_timeout)?,
-            request: positive("--request-timeout", self.request_timeout)?,
-            websocket_join: positive("--join-timeout", self.join_timeout)?,
+            tls_handshake: positive(
+                "tls-handshake-timeout",
+                self.tls_handshake_timeout,
+                deadline,
+            )?,
+            request_head: positive("header-timeout", self.header_timeout, deadline)?,
+            request: positive("request-timeout", self.request_timeout, deadline)?,
+            websocket_join: positive("join-timeout", self.join_timeout, deadline)?,
             ..Deadlines::default()
         };
+        if self.message_rate > 0 {
+            at_least_one(
+                "message-burst",
+                self.message_burst,
+                "with 0 no client could send a frame (--message-rate 0 turns the limit off)",
+            )?;
+        }
         Ok(builder
             .message_rate(self.message_rate, self.message_burst)
             .access(access)
             .deadlines(deadlines))
     }
+}
+
+/// How to name the flag `--LONG` in a message: the flag, or its environment
+/// variable when that is where the value came from.
+pub(crate) fn setting(long: &str) -> String {
+    let flag = format!("--{long}");
+    let on_command_line = std::env::args_os().skip(1).any(|arg| {
+        let arg = arg.to_string_lossy();
+        arg == flag || arg.starts_with(&format!("{flag}="))
+    });
+    let variable = Cli::command()
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+        .and_then(|arg| arg.get_env())
+        .map(|name| name.to_string_lossy().into_owned());
+    match variable {
+        Some(name) if !on_command_line && std::env::var_os(&name).is_some() => {
+            format!("{name} ({flag})")
+        }
+        _ => flag,
+    }
+}
+
+/// Parses the command line as clap does, except that a value from an
+/// environment variable that does not parse is reported with the variable's
+/// name (clap names only the flag, which the operator never typed).
+pub fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            if let Some(message) = from_environment(&error) {
+                eprintln!("d_back: error: {message}");
+                std::process::exit(2);
+            }
+            error.exit()
+        }
+    }
+}
+
+/// The message for a value from the environment that does not parse, if that
+/// is what `error` is about.
+fn from_environment(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidUtf8
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.split([' ', '=']).next()?.strip_prefix("--")?;
+    let named = setting(long);
+    if named.starts_with("--") {
+        return None;
+    }
+    let variable = named.split(' ').next()?.to_owned();
+    let reason = error.to_string();
+    let reason = reason.lines().next()?.trim_start_matches("error: ");
+    Some(format!("the environment variable {variable}: {reason}"))
 }
 
 /// Accepts `10.0.0.1` (one address) or `10.0.0.0/8` (a network).
@@ -341,17 +450,31 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("'{text}' is neither an IP address nor a network like 10.0.0.0/8"))
 }
 
-/// A deadline: a number of seconds above 0 (a deadline of 0 would drop every client).
-fn positive(flag: &str, value: f64) -> Result<Duration, String> {
-    match seconds(flag, value)? {
+/// A count that must be 1 or more; `why` says what 0 would do.
+fn at_least_one<T: PartialEq + Default>(long: &str, value: T, why: &str) -> Result<T, String> {
+    if value == T::default() {
+        return Err(format!("{} must be 1 or more; {why}", setting(long)));
+    }
+    Ok(value)
+}
+
+/// A number of seconds above 0; `why` says what 0 would do.
+fn positive(long: &str, value: f64, why: &str) -> Result<Duration, String> {
+    match seconds(long, value)? {
         duration if duration.is_zero() => Err(format!(
-            "{flag} must be more than 0 seconds; a deadline of 0 would drop every client"
+            "{} must be more than 0 seconds; {why}",
+            setting(long)
         )),
         duration => Ok(duration),
     }
 }
 
-pub(crate) fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| format!("{flag} must be a number of seconds of 0 or more, not {value}"))
+/// A number of seconds of 0 or more.
+pub(crate) fn seconds(long: &str, value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        format!(
+            "{} must be a number of seconds of 0 or more, not {value}",
+            setting(long)
+        )
+    })
 }

@@ -11,14 +11,14 @@ mod sources;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use config::{Cli, LogFormat};
 use sources::Sources;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse().without_empty_values();
+    let cli = config::parse().without_empty_values();
     if let Some(shell) = cli.completions {
         let mut command = Cli::command();
         clap_complete::generate(shell, &mut command, "d_back", &mut std::io::stdout());

@@ -39,7 +39,7 @@ impl Sources {
         let store = Store::new();
         let mut oauth = OAuthValidator::new(
             &cli.discord_api_url,
-            seconds("--oauth-timeout", cli.oauth_timeout)?.max(Duration::from_millis(100)),
+            seconds("oauth-timeout", cli.oauth_timeout)?.max(Duration::from_millis(100)),
         );
         if let Some(token) = &cli.discord_token {
             // The bot may look up members its roster does not hold yet.

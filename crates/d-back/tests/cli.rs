@@ -394,3 +394,93 @@ fn on_every_interface_the_banner_names_an_address_a_browser_can_open() {
         "{banner}"
     );
 }
+
+#[test]
+fn a_zero_that_would_lock_everyone_out_is_refused_with_the_reason() {
+    let zeros = [
+        (
+            "--ping-interval",
+            "--ping-interval must be more than 0 seconds",
+        ),
+        ("--max-frame-bytes", "--max-frame-bytes must be 1 or more"),
+        ("--outbox-frames", "--outbox-frames must be 1 or more"),
+        ("--message-burst", "--message-burst must be 1 or more"),
+        (
+            "--max-connections",
+            "--max-connections must be 1 or more; leave it out",
+        ),
+        (
+            "--max-connections-per-ip",
+            "--max-connections-per-ip must be 1 or more",
+        ),
+        (
+            "--max-tls-handshakes-per-ip",
+            "--max-tls-handshakes-per-ip must be 1 or more",
+        ),
+        (
+            "--oauth-timeout",
+            "--oauth-timeout must be more than 0 seconds",
+        ),
+        (
+            "--join-timeout",
+            "--join-timeout must be more than 0 seconds",
+        ),
+    ];
+    for (flag, expected) in zeros {
+        let (code, _, err) = run(&["--host", "127.0.0.1", "--port", "0", flag, "0"], &[]);
+        assert_eq!(code, 1, "{flag} 0: {err}");
+        assert_eq!(err.lines().count(), 1, "{flag} 0: {err}");
+        assert!(err.contains(expected), "{flag} 0: {err}");
+    }
+    // Where the help says 0 means off, it is accepted.
+    for flag in [
+        "--message-rate",
+        "--mock-presence-every",
+        "--mock-message-every",
+    ] {
+        let (child, addr) = spawn(&["--host", "127.0.0.1", "--port", "0", flag, "0"], &[]);
+        let _child = KillOnDrop(child);
+        assert!(addr.ip().is_loopback(), "{flag} 0");
+    }
+    // With the rate limit off, the burst does not matter.
+    let (child, _) = spawn(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--message-rate",
+            "0",
+            "--message-burst",
+            "0",
+        ],
+        &[],
+    );
+    drop(KillOnDrop(child));
+}
+
+#[test]
+fn a_value_from_the_environment_is_named_by_its_variable() {
+    let (code, _, err) = run(&[], &[("D_BACK_PORT", "not-a-port")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the environment variable D_BACK_PORT") && err.contains("not-a-port"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &["--host", "127.0.0.1", "--port", "0"],
+        &[("D_BACK_OUTBOX_FRAMES", "0")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("D_BACK_OUTBOX_FRAMES (--outbox-frames) must be 1 or more"),
+        "{err}"
+    );
+    // Typed on the command line, the flag is named, as clap does.
+    let (code, _, err) = run(&["--port", "x"], &[("D_BACK_PORT", "1")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        !err.contains("D_BACK_PORT") && err.contains("--port"),
+        "{err}"
+    );
+}
