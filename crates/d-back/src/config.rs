@@ -17,32 +17,32 @@ use d_back::{AccessRules, Deadlines, IpNet, MockWorld, Server, ServerBuilder};
 /// With no data source configured it serves a built-in world of four Discord
 /// servers whose users change status and chat on their own. Open
 /// http://localhost:3000/ for the built-in page, or point the d-zone client at
-/// ws://localhost:3000/ with `?socketURL=`.
+/// ws://localhost:3000/ with ?socketURL=ws://localhost:3000/.
 #[derive(Debug, Parser)]
 #[command(name = "d_back", version, about, long_about)]
 pub struct Cli {
     /// Host name or address to listen on; 0.0.0.0 listens on every interface.
-    #[arg(long, env = "D_BACK_HOST", default_value = "localhost")]
+    #[arg(long, env = "D_BACK_HOST", default_value = "localhost", help_heading = SERVER, value_name = "HOST")]
     pub host: String,
 
     /// Port for HTTP and WebSocket alike; 0 picks a free port.
-    #[arg(long, env = "D_BACK_PORT", default_value_t = 3000)]
+    #[arg(long, env = "D_BACK_PORT", default_value_t = 3000, help_heading = SERVER, value_name = "PORT")]
     pub port: u16,
 
     /// Serve this directory (e.g. a built d-zone client) instead of the built-in page.
-    #[arg(long, env = "D_BACK_STATIC_DIR", value_name = "DIR")]
+    #[arg(long, env = "D_BACK_STATIC_DIR", value_name = "DIR", help_heading = SERVER)]
     pub static_dir: Option<PathBuf>,
 
-    /// Log filter, e.g. `info` or `d_back=debug`; overrides RUST_LOG (default: info).
-    #[arg(long, env = "D_BACK_LOG_LEVEL", value_name = "FILTER")]
+    /// Log filter, e.g. info or d_back=debug; overrides RUST_LOG (default: info).
+    #[arg(long, env = "D_BACK_LOG_LEVEL", value_name = "FILTER", help_heading = LOGGING)]
     pub log_level: Option<String>,
 
     /// Log line format.
-    #[arg(long, env = "D_BACK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "D_BACK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, help_heading = LOGGING, value_name = "FORMAT")]
     pub log_format: LogFormat,
 
     /// Largest WebSocket frame a client may send, in bytes; larger ones close with 1009.
-    #[arg(long, env = "D_BACK_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_name = "BYTES")]
+    #[arg(long, env = "D_BACK_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_name = "BYTES", help_heading = LIMITS)]
     pub max_frame_bytes: usize,
 
     /// How far one slow client may fall behind: chat lines kept per server, other frames queued per client.
@@ -50,8 +50,7 @@ pub struct Cli {
         long,
         env = "D_BACK_OUTBOX_FRAMES",
         default_value_t = 256,
-        value_name = "FRAMES"
-    )]
+        value_name = "FRAMES", help_heading = LIMITS)]
     pub outbox_frames: usize,
 
     /// Seconds between pings to idle clients; a client silent for two periods is dropped.
@@ -59,8 +58,7 @@ pub struct Cli {
         long,
         env = "D_BACK_PING_INTERVAL",
         default_value_t = 20.0,
-        value_name = "SECONDS"
-    )]
+        value_name = "SECONDS", help_heading = LIMITS)]
     pub ping_interval: f64,
 
     /// Built-in world: seconds between random status changes (0 turns them off).
@@ -68,8 +66,7 @@ pub struct Cli {
         long,
         env = "D_BACK_MOCK_PRESENCE_EVERY",
         default_value_t = 4.0,
-        value_name = "SECONDS"
-    )]
+        value_name = "SECONDS", help_heading = DATA)]
     pub mock_presence_every: f64,
 
     /// Built-in world: seconds between random chat lines (0 turns them off).
@@ -77,12 +74,11 @@ pub struct Cli {
         long,
         env = "D_BACK_MOCK_MESSAGE_EVERY",
         default_value_t = 5.0,
-        value_name = "SECONDS"
-    )]
+        value_name = "SECONDS", help_heading = DATA)]
     pub mock_message_every: f64,
 
     /// Serve the servers and users in this TOML or JSON file instead of the built-in world.
-    #[arg(long, env = "D_BACK_DATA", value_name = "FILE")]
+    #[arg(long, env = "D_BACK_DATA", value_name = "FILE", help_heading = DATA)]
     pub data: Option<PathBuf>,
 
     /// Connect to Discord as this bot and show the guilds it is in.
@@ -90,20 +86,19 @@ pub struct Cli {
         long,
         env = "DISCORD_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
-    )]
+        hide_env_values = true, help_heading = DATA)]
     pub discord_token: Option<String>,
 
     /// Discord gateway the bot connects to (tests point it at a local fake).
-    #[arg(long, env = "D_BACK_DISCORD_GATEWAY_URL", default_value = d_back::provider::discord::DISCORD_GATEWAY, value_name = "URL")]
+    #[arg(long, env = "D_BACK_DISCORD_GATEWAY_URL", default_value = d_back::provider::discord::DISCORD_GATEWAY, value_name = "URL", help_heading = DATA, hide = true)]
     pub discord_gateway_url: String,
 
     /// Discord REST API base, for OAuth2 login checks and the bot's own questions.
-    #[arg(long, env = "D_BACK_DISCORD_API_URL", default_value = d_back::provider::DISCORD_API, value_name = "URL")]
+    #[arg(long, env = "D_BACK_DISCORD_API_URL", default_value = d_back::provider::DISCORD_API, value_name = "URL", help_heading = DATA, hide = true)]
     pub discord_api_url: String,
 
-    /// OAuth2 application id sent to browsers (`clientId`) for the Discord login button.
-    #[arg(long, env = "D_BACK_OAUTH_CLIENT_ID", value_name = "ID")]
+    /// OAuth2 application id sent to browsers (as clientId) for the Discord login button.
+    #[arg(long, env = "D_BACK_OAUTH_CLIENT_ID", value_name = "ID", help_heading = DATA)]
     pub oauth_client_id: Option<String>,
 
     /// Seconds Discord may take to confirm a login before it is refused.
@@ -111,8 +106,7 @@ pub struct Cli {
         long,
         env = "D_BACK_OAUTH_TIMEOUT",
         default_value_t = 5.0,
-        value_name = "SECONDS"
-    )]
+        value_name = "SECONDS", help_heading = DATA)]
     pub oauth_timeout: f64,
 
     /// Turn on the ingest API (/api/ingest/...) for callers presenting this bearer token.
@@ -120,8 +114,7 @@ pub struct Cli {
         long,
         env = "D_BACK_INGEST_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
-    )]
+        hide_env_values = true, help_heading = DATA)]
     pub ingest_token: Option<String>,
 
     /// TLS certificate chain (PEM); with --tls-key, serves https:// and wss:// on the same port.
@@ -129,8 +122,7 @@ pub struct Cli {
         long,
         env = "D_BACK_TLS_CERT",
         value_name = "FILE",
-        requires = "tls_key"
-    )]
+        requires = "tls_key", help_heading = TLS)]
     pub tls_cert: Option<PathBuf>,
 
     /// TLS private key (PEM), for --tls-cert.
@@ -138,17 +130,16 @@ pub struct Cli {
         long,
         env = "D_BACK_TLS_KEY",
         value_name = "FILE",
-        requires = "tls_cert"
-    )]
+        requires = "tls_cert", help_heading = TLS)]
     pub tls_key: Option<PathBuf>,
 
     /// Most WebSocket connections at once; further ones get HTTP 503 before the upgrade.
-    #[arg(long, env = "D_BACK_MAX_CONNECTIONS", value_name = "COUNT")]
+    #[arg(long, env = "D_BACK_MAX_CONNECTIONS", value_name = "COUNT", help_heading = LIMITS)]
     pub max_connections: Option<usize>,
 
     /// Most connections of any kind (HTTP, TLS, WebSocket) from one client address;
     /// further ones get HTTP 429 (default: a quarter of the open-files limit).
-    #[arg(long, env = "D_BACK_MAX_CONNECTIONS_PER_IP", value_name = "COUNT")]
+    #[arg(long, env = "D_BACK_MAX_CONNECTIONS_PER_IP", value_name = "COUNT", help_heading = LIMITS)]
     pub max_connections_per_ip: Option<usize>,
 
     /// Most TLS handshakes in flight from one client address; further connections are closed.
@@ -156,8 +147,7 @@ pub struct Cli {
         long,
         env = "D_BACK_MAX_TLS_HANDSHAKES_PER_IP",
         default_value_t = 16,
-        value_name = "COUNT"
-    )]
+        value_name = "COUNT", help_heading = TLS)]
     pub max_tls_handshakes_per_ip: usize,
 
     /// Seconds a client has to finish its TLS handshake.
@@ -165,8 +155,7 @@ pub struct Cli {
         long,
         env = "D_BACK_TLS_HANDSHAKE_TIMEOUT",
         default_value_t = 5.0,
-        value_name = "SECONDS"
-    )]
+        value_name = "SECONDS", help_heading = TLS)]
     pub tls_handshake_timeout: f64,
 
     /// Seconds a client has to send a request's head; also how long an idle keep-alive connection is kept.
@@ -174,8 +163,7 @@ pub struct Cli {
         long,
         env = "D_BACK_HEADER_TIMEOUT",
         default_value_t = 10.0,
-        value_name = "SECONDS"
-    )]
+        value_name = "SECONDS", help_heading = LIMITS)]
     pub header_timeout: f64,
 
     /// Seconds a whole HTTP request may take, body included.
@@ -183,17 +171,15 @@ pub struct Cli {
         long,
         env = "D_BACK_REQUEST_TIMEOUT",
         default_value_t = 30.0,
-        value_name = "SECONDS"
-    )]
+        value_name = "SECONDS", help_heading = LIMITS)]
     pub request_timeout: f64,
 
-    /// Seconds a WebSocket has to join a Discord server (send `connect`) before it is closed with 1008.
+    /// Seconds a WebSocket has to join a Discord server (send connect) before it is closed with 1008.
     #[arg(
         long,
         env = "D_BACK_JOIN_TIMEOUT",
         default_value_t = 20.0,
-        value_name = "SECONDS"
-    )]
+        value_name = "SECONDS", help_heading = LIMITS)]
     pub join_timeout: f64,
 
     /// Frames per second one client may send (0: no limit). Excess frames get an
@@ -202,8 +188,7 @@ pub struct Cli {
         long,
         env = "D_BACK_MESSAGE_RATE",
         default_value_t = 10,
-        value_name = "PER_SECOND"
-    )]
+        value_name = "PER_SECOND", help_heading = LIMITS)]
     pub message_rate: u32,
 
     /// Frames a client may send at once before --message-rate applies.
@@ -211,18 +196,17 @@ pub struct Cli {
         long,
         env = "D_BACK_MESSAGE_BURST",
         default_value_t = 20,
-        value_name = "FRAMES"
-    )]
+        value_name = "FRAMES", help_heading = LIMITS)]
     pub message_burst: u32,
 
     /// A browser origin allowed to connect, e.g. https://nntin.github.io (repeatable;
-    /// default: any). Pages from other origins are refused with HTTP 403 at the upgrade.
+    /// default: any). Pages from other origins are refused with HTTP 403 at the upgrade;
+    /// pages this server serves itself are always allowed.
     #[arg(
         long = "allowed-origin",
         env = "D_BACK_ALLOWED_ORIGINS",
         value_name = "ORIGIN",
-        value_delimiter = ','
-    )]
+        value_delimiter = ',', help_heading = SERVER)]
     pub allowed_origins: Vec<String>,
 
     /// A reverse proxy (address or CIDR) whose --real-ip-header is believed (repeatable).
@@ -231,8 +215,7 @@ pub struct Cli {
         env = "D_BACK_TRUSTED_PROXIES",
         value_name = "ADDRESS",
         value_delimiter = ',',
-        value_parser = parse_network
-    )]
+        value_parser = parse_network, help_heading = SERVER)]
     pub trusted_proxies: Vec<IpNet>,
 
     /// Header in which a trusted proxy passes the client's address.
@@ -240,8 +223,7 @@ pub struct Cli {
         long,
         env = "D_BACK_REAL_IP_HEADER",
         default_value = "X-Forwarded-For",
-        value_name = "HEADER"
-    )]
+        value_name = "HEADER", help_heading = SERVER)]
     pub real_ip_header: String,
 
     /// Print a shell completion script for SHELL and exit.
@@ -252,6 +234,12 @@ pub struct Cli {
     #[arg(long)]
     pub man: bool,
 }
+
+const SERVER: &str = "Server";
+const DATA: &str = "Data sources";
+const LIMITS: &str = "Limits";
+const TLS: &str = "TLS";
+const LOGGING: &str = "Logging";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

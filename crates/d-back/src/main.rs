@@ -7,6 +7,7 @@
 //! backtrace. Which data is served is decided in [`sources`].
 
 mod config;
+mod manual;
 mod sources;
 
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if cli.man {
-        return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+        return match manual::render(&mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(&format!("cannot write the manual page: {error}")),
         };

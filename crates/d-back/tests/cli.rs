@@ -484,3 +484,38 @@ fn a_value_from_the_environment_is_named_by_its_variable() {
         "{err}"
     );
 }
+
+#[test]
+fn help_groups_the_flags_and_the_manual_page_has_the_usual_sections() {
+    let (code, help, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    let mut at = 0;
+    for heading in ["Server:", "Logging:", "Limits:", "Data sources:", "TLS:"] {
+        let found = help[at..]
+            .find(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("--help has the heading {heading}: {help}"));
+        at += found;
+    }
+    for test_only in ["--discord-gateway-url", "--discord-api-url"] {
+        assert!(!help.contains(test_only), "{test_only} is hidden: {help}");
+    }
+    assert!(!help.contains('`'), "no literal backticks: {help}");
+
+    let (code, page, _) = run(&["--man"], &[]);
+    assert_eq!(code, 0);
+    for section in [
+        ".SH OPTIONS",
+        ".SH ENVIRONMENT",
+        ".SH \"EXIT STATUS\"",
+        ".SH EXAMPLES",
+    ] {
+        assert!(page.contains(section), "the page has {section}");
+    }
+    assert!(page.contains("\\fI<PORT>\\fR"), "value names: {page}");
+    assert!(page.contains("\\fBD_BACK_OUTBOX_FRAMES\\fR"), "{page}");
+    assert!(!page.contains('`'), "no literal backticks");
+    assert!(
+        !page.contains("discord\\-gateway"),
+        "test-only flags are hidden"
+    );
+}
