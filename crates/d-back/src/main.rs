@@ -53,11 +53,32 @@ async fn main() -> ExitCode {
         Err(error) => return fail(&error.to_string()),
     };
     sources.attach(server.hub());
+    let mut reload = edge::process::ReloadSignal::new();
     edge::process::announce(&banner(&server.url(), server.local_addr()));
-    edge::process::stop_signal().await;
+    let stop = edge::process::stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            () = reload.recv() => reload_files(&sources, &server),
+        }
+    }
     sources.stop().await;
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// SIGHUP: reads the data file and the TLS certificate and key again. A file
+/// that no longer parses is reported and the old one kept in use.
+fn reload_files(sources: &Sources, server: &d_back::RunningServer) {
+    sources.reload();
+    match server.reload_tls() {
+        Ok(true) => tracing::info!("TLS certificate reloaded; new connections use it"),
+        Ok(false) => {}
+        Err(error) => {
+            tracing::error!(%error, "TLS certificate not reloaded; the old one stays in use")
+        }
+    }
 }
 
 /// The start-up line: where the server serves and, when it listens on every

@@ -21,6 +21,8 @@ use crate::config::{Cli, seconds};
 pub struct Sources {
     store: Option<Store>,
     discord: Option<DiscordSource>,
+    /// The data file, to read again on SIGHUP.
+    data: Option<std::path::PathBuf>,
 }
 
 impl Sources {
@@ -34,6 +36,7 @@ impl Sources {
             return Ok(Self {
                 store: None,
                 discord: None,
+                data: None,
             });
         }
         let store = Store::new();
@@ -72,6 +75,7 @@ impl Sources {
         Ok(Self {
             store: Some(store),
             discord,
+            data: cli.data.clone(),
         })
     }
 
@@ -90,6 +94,29 @@ impl Sources {
     pub fn attach(&self, hub: Hub) {
         if let Some(store) = &self.store {
             store.attach(hub);
+        }
+    }
+
+    /// Reads the data file again (SIGHUP) and puts its servers and users in
+    /// the store, which sends browsers what changed. A file that no longer
+    /// parses is reported and the old data kept. With the Discord bot on, the
+    /// members come from Discord, so the file is left for the next start.
+    pub fn reload(&self) {
+        let (Some(store), Some(path)) = (&self.store, &self.data) else {
+            return;
+        };
+        if self.discord.is_some() {
+            warn!(file = %path.display(), "the data file is read at start only while the Discord bot is on; restart to apply it");
+            return;
+        }
+        match DataFile::load(path) {
+            Ok(file) => {
+                info!(file = %path.display(), servers = file.servers.len(), "data file reloaded");
+                file.load_into(store);
+            }
+            Err(error) => {
+                tracing::error!(%error, "data file not reloaded; the old data stays in use");
+            }
         }
     }
 

@@ -155,6 +155,41 @@ pub fn fatal(message: &str) {
     }
 }
 
+/// SIGHUP, the usual way to ask a server to read its files again. Listening
+/// starts when this is made, and from then on SIGHUP no longer ends the
+/// process; make it before saying the server is up.
+#[derive(Debug)]
+pub struct ReloadSignal {
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl ReloadSignal {
+    /// Starts listening for SIGHUP (on systems without it, never fires).
+    pub fn new() -> Self {
+        Self {
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// Resolves at the next SIGHUP.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(hangup) = &mut self.hangup {
+            hangup.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Default for ReloadSignal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
 pub async fn stop_signal() {
     #[cfg(unix)]
