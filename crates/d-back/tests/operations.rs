@@ -363,3 +363,28 @@ async fn bad_tls_files_stop_the_start_with_the_file_named() {
         .unwrap_err();
     assert!(error.to_string().contains("missing.pem"), "{error}");
 }
+
+#[tokio::test]
+async fn metrics_report_the_process_itself() {
+    let server = start(Server::builder().provider(quiet_world())).await;
+    let metrics = http(server.local_addr(), "GET", "/metrics").await.text();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("d_back_process_resident_memory_bytes") > 0.0);
+    assert!(
+        value("d_back_process_open_fds") >= 4.0,
+        "the listening socket too"
+    );
+    assert!(value("d_back_process_cpu_seconds_total") >= 0.0);
+    assert!(
+        metrics.contains("# TYPE d_back_process_cpu_seconds counter"),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}
