@@ -47,6 +47,10 @@ if ! find_chromium >/dev/null; then
 fi
 
 cargo test --workspace --locked "$@"
+# The library alone, as a program that embeds it builds it (no command-line
+# dependencies).
+cargo build -p d-back --no-default-features --lib --locked
+
 ./scripts/test-python.sh
 ./scripts/test-cloudlink-client.sh
 

@@ -339,6 +339,13 @@ impl RunningServer {
         self.serving.is_tls()
     }
 
+    /// Reads the TLS certificate and key files again, e.g. after a renewal:
+    /// new handshakes get the new pair, open connections are untouched.
+    /// `Ok(false)` without TLS; on an error the old pair stays in use.
+    pub fn reload_tls(&self) -> Result<bool, StartError> {
+        Ok(self.serving.reload_tls()?)
+    }
+
     /// The page address, e.g. `http://127.0.0.1:3000/`.
     pub fn url(&self) -> String {
         let scheme = if self.is_tls() { "https" } else { "http" };

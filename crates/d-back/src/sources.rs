@@ -21,6 +21,8 @@ use crate::config::{Cli, seconds};
 pub struct Sources {
     store: Option<Store>,
     discord: Option<DiscordSource>,
+    /// The data file, to read again on SIGHUP.
+    data: Option<std::path::PathBuf>,
 }
 
 impl Sources {
@@ -34,12 +36,13 @@ impl Sources {
             return Ok(Self {
                 store: None,
                 discord: None,
+                data: None,
             });
         }
         let store = Store::new();
         let mut oauth = OAuthValidator::new(
             &cli.discord_api_url,
-            seconds("--oauth-timeout", cli.oauth_timeout)?.max(Duration::from_millis(100)),
+            seconds("oauth-timeout", cli.oauth_timeout)?.max(Duration::from_millis(100)),
         );
         if let Some(token) = &cli.discord_token {
             // The bot may look up members its roster does not hold yet.
@@ -72,6 +75,7 @@ impl Sources {
         Ok(Self {
             store: Some(store),
             discord,
+            data: cli.data.clone(),
         })
     }
 
@@ -93,6 +97,29 @@ impl Sources {
         }
     }
 
+    /// Reads the data file again (SIGHUP) and puts its servers and users in
+    /// the store, which sends browsers what changed. A file that no longer
+    /// parses is reported and the old data kept. With the Discord bot on, the
+    /// members come from Discord, so the file is left for the next start.
+    pub fn reload(&self) {
+        let (Some(store), Some(path)) = (&self.store, &self.data) else {
+            return;
+        };
+        if self.discord.is_some() {
+            warn!(file = %path.display(), "the data file is read at start only while the Discord bot is on; restart to apply it");
+            return;
+        }
+        match DataFile::load(path) {
+            Ok(file) => {
+                info!(file = %path.display(), servers = file.servers.len(), "data file reloaded");
+                file.load_into(store);
+            }
+            Err(error) => {
+                tracing::error!(%error, "data file not reloaded; the old data stays in use");
+            }
+        }
+    }
+
     /// Disconnects from Discord.
     pub async fn stop(self) {
         if let Some(discord) = self.discord {
@@ -109,7 +136,7 @@ fn end_on_refusal(source: &DiscordSource) {
     let failed = source.failed();
     tokio::spawn(async move {
         if let Some(error) = failed.await {
-            eprintln!("d_back: error: {error}");
+            edge::process::fatal(&error.to_string());
             std::process::exit(1);
         }
     });

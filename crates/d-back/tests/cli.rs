@@ -213,3 +213,309 @@ async fn json_logs_have_one_line_per_connection_event_with_the_client_address() 
         0
     );
 }
+
+#[tokio::test]
+async fn a_refused_origin_is_logged_as_plain_text_and_the_own_page_is_let_in() {
+    let (mut child, addr, lines) = spawn_with_log(
+        &["--host", "127.0.0.1", "--port", "0"],
+        &[("D_BACK_ALLOWED_ORIGINS", "https://nntin.github.io")],
+    );
+    let handshake = |origin: String| {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://{addr}/"),
+            )
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    assert!(
+        handshake(format!("http://{addr}")).await.is_ok(),
+        "its own page"
+    );
+    assert!(handshake("https://evil.example".into()).await.is_err());
+    let refused = wait_for_line(&lines, "WebSocket refused");
+    assert!(
+        refused.contains("origin=https://evil.example")
+            && !refused.contains("Some(")
+            && !refused.contains('\u{1b}'),
+        "{refused}"
+    );
+    signal(&child, "TERM");
+    let code = tokio::task::spawn_blocking(move || wait_exit(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_log_level_that_does_not_parse_ends_the_start() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (
+            &["--log-level", "warning"],
+            &[],
+            "--log-level 'warning' is not a log filter",
+        ),
+        (
+            &["--log-level", "d_back=dbug"],
+            &[],
+            "--log-level 'd_back=dbug'",
+        ),
+        (
+            &[],
+            &[("D_BACK_LOG_LEVEL", "dbug")],
+            "D_BACK_LOG_LEVEL 'dbug'",
+        ),
+        (&[], &[("RUST_LOG", "warning")], "RUST_LOG 'warning'"),
+    ];
+    for (args, envs, expected) in cases {
+        let args = [&["--host", "127.0.0.1", "--port", "0"], args].concat();
+        let (code, _, err) = run(&args, envs);
+        assert_eq!(code, 1, "{args:?} {envs:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "one line for {args:?} {envs:?}: {err}");
+        assert!(
+            lines[0].starts_with("d_back: error: ") && lines[0].contains(expected),
+            "{err}"
+        );
+    }
+    // Levels in any case, module paths and module=level lists are filters.
+    for good in ["WARN", "d_back::hub", "info,d_back=debug"] {
+        let (child, addr) = spawn(
+            &["--host", "127.0.0.1", "--port", "0", "--log-level", good],
+            &[],
+        );
+        let _child = KillOnDrop(child);
+        assert!(addr.ip().is_loopback(), "{good}");
+    }
+}
+
+#[tokio::test]
+async fn with_json_logs_every_stderr_line_is_json_with_plain_values() {
+    let (child, addr, lines) = spawn_with_log(
+        &["--host", "127.0.0.1", "--port", "0", "--log-format", "json"],
+        &[("D_BACK_ALLOWED_ORIGINS", "https://nntin.github.io")],
+    );
+    let mut child = KillOnDrop(child);
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{addr}/"
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_err());
+    let mut all = Vec::new();
+    while !all
+        .last()
+        .is_some_and(|l: &String| l.contains("WebSocket refused"))
+    {
+        all.push(lines.recv_timeout(PATIENCE).expect("the refusal is logged"));
+    }
+    let refused: serde_json::Value = serde_json::from_str(all.last().unwrap()).unwrap();
+    assert_eq!(refused["fields"]["origin"], "https://evil.example");
+    assert_eq!(refused["fields"]["client"], "127.0.0.1");
+    signal(&child.0, "TERM");
+    let code = tokio::task::spawn_blocking(move || wait_exit(&mut child.0))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    all.extend(lines.iter());
+    // Every line, the start-up line included, is a JSON object.
+    for line in &all {
+        let _: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+    assert!(
+        all.iter().any(|l| l.contains("serving http://")),
+        "the start-up line is there: {all:#?}"
+    );
+
+    // A start that fails says why in JSON too.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, _, err) = run(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--log-format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let error: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(error["level"], "ERROR", "{err}");
+    assert!(
+        error["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot listen on 127.0.0.1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_token_counts_as_unset() {
+    let (child, addr) = spawn(
+        &["--host", "127.0.0.1", "--port", "0"],
+        &[("DISCORD_TOKEN", ""), ("D_BACK_INGEST_TOKEN", " ")],
+    );
+    let _child = KillOnDrop(child);
+    // The built-in world, not a failed connection to Discord.
+    let (_client, join) = Client::joined(addr, "dworld").await;
+    assert_eq!(join["type"], "server-join");
+    let ingest = http_with(
+        addr,
+        "POST",
+        "/api/ingest/servers/232769614004748288/presence",
+        &[("Authorization", "Bearer ")],
+        b"{}",
+    )
+    .await;
+    assert_ne!(ingest.status, 200, "the ingest API stays off");
+}
+
+#[test]
+fn on_every_interface_the_banner_names_an_address_a_browser_can_open() {
+    let (child, addr, lines) = spawn_with_log(&["--host", "0.0.0.0", "--port", "0"], &[]);
+    let _child = KillOnDrop(child);
+    let banner = wait_for_line(&lines, "serving");
+    assert!(
+        banner.contains(&format!("open http://localhost:{}/", addr.port())),
+        "{banner}"
+    );
+}
+
+#[test]
+fn a_zero_that_would_lock_everyone_out_is_refused_with_the_reason() {
+    let zeros = [
+        (
+            "--ping-interval",
+            "--ping-interval must be more than 0 seconds",
+        ),
+        ("--max-frame-bytes", "--max-frame-bytes must be 1 or more"),
+        ("--outbox-frames", "--outbox-frames must be 1 or more"),
+        ("--message-burst", "--message-burst must be 1 or more"),
+        (
+            "--max-connections",
+            "--max-connections must be 1 or more; leave it out",
+        ),
+        (
+            "--max-connections-per-ip",
+            "--max-connections-per-ip must be 1 or more",
+        ),
+        (
+            "--max-tls-handshakes-per-ip",
+            "--max-tls-handshakes-per-ip must be 1 or more",
+        ),
+        (
+            "--oauth-timeout",
+            "--oauth-timeout must be more than 0 seconds",
+        ),
+        (
+            "--join-timeout",
+            "--join-timeout must be more than 0 seconds",
+        ),
+    ];
+    for (flag, expected) in zeros {
+        let (code, _, err) = run(&["--host", "127.0.0.1", "--port", "0", flag, "0"], &[]);
+        assert_eq!(code, 1, "{flag} 0: {err}");
+        assert_eq!(err.lines().count(), 1, "{flag} 0: {err}");
+        assert!(err.contains(expected), "{flag} 0: {err}");
+    }
+    // Where the help says 0 means off, it is accepted.
+    for flag in [
+        "--message-rate",
+        "--mock-presence-every",
+        "--mock-message-every",
+    ] {
+        let (child, addr) = spawn(&["--host", "127.0.0.1", "--port", "0", flag, "0"], &[]);
+        let _child = KillOnDrop(child);
+        assert!(addr.ip().is_loopback(), "{flag} 0");
+    }
+    // With the rate limit off, the burst does not matter.
+    let (child, _) = spawn(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--message-rate",
+            "0",
+            "--message-burst",
+            "0",
+        ],
+        &[],
+    );
+    drop(KillOnDrop(child));
+}
+
+#[test]
+fn a_value_from_the_environment_is_named_by_its_variable() {
+    let (code, _, err) = run(&[], &[("D_BACK_PORT", "not-a-port")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the environment variable D_BACK_PORT") && err.contains("not-a-port"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &["--host", "127.0.0.1", "--port", "0"],
+        &[("D_BACK_OUTBOX_FRAMES", "0")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("D_BACK_OUTBOX_FRAMES (--outbox-frames) must be 1 or more"),
+        "{err}"
+    );
+    // Typed on the command line, the flag is named, as clap does.
+    let (code, _, err) = run(&["--port", "x"], &[("D_BACK_PORT", "1")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        !err.contains("D_BACK_PORT") && err.contains("--port"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_groups_the_flags_and_the_manual_page_has_the_usual_sections() {
+    let (code, help, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    let mut at = 0;
+    for heading in ["Server:", "Logging:", "Limits:", "Data sources:", "TLS:"] {
+        let found = help[at..]
+            .find(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("--help has the heading {heading}: {help}"));
+        at += found;
+    }
+    for test_only in ["--discord-gateway-url", "--discord-api-url"] {
+        assert!(!help.contains(test_only), "{test_only} is hidden: {help}");
+    }
+    assert!(!help.contains('`'), "no literal backticks: {help}");
+
+    let (code, page, _) = run(&["--man"], &[]);
+    assert_eq!(code, 0);
+    for section in [
+        ".SH OPTIONS",
+        ".SH ENVIRONMENT",
+        ".SH \"EXIT STATUS\"",
+        ".SH EXAMPLES",
+    ] {
+        assert!(page.contains(section), "the page has {section}");
+    }
+    assert!(page.contains("\\fI<PORT>\\fR"), "value names: {page}");
+    assert!(page.contains("\\fBD_BACK_OUTBOX_FRAMES\\fR"), "{page}");
+    assert!(!page.contains('`'), "no literal backticks");
+    assert!(
+        !page.contains("discord\\-gateway"),
+        "test-only flags are hidden"
+    );
+}

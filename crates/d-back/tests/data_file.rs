@@ -6,6 +6,7 @@ mod common;
 use common::binary::*;
 use common::*;
 use d_back::protocol::errors;
+use futures_util::StreamExt;
 use serde_json::json;
 
 #[test]
@@ -92,4 +93,68 @@ async fn a_data_file_is_served_and_the_ingest_api_feeds_it() {
 
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// The raw `server-list` a new client is sent, as text, so that its order shows.
+async fn raw_server_list(addr: std::net::SocketAddr) -> String {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let frame = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("the server list in time")
+        .unwrap()
+        .unwrap();
+    frame.into_text().unwrap().as_str().to_owned()
+}
+
+#[tokio::test]
+async fn the_first_server_in_a_data_file_is_the_default_in_toml_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    // Snowflakes in an order no sorting would give: 9…, 1…, 5….
+    let toml = dir.path().join("world.toml");
+    std::fs::write(
+        &toml,
+        "[servers.900000000000000009]\nid = \"nine\"\nname = \"Nine\"\n\
+         [servers.100000000000000001]\nid = \"one\"\nname = \"One\"\n\
+         [servers.500000000000000005]\nid = \"five\"\nname = \"Five\"\n",
+    )
+    .unwrap();
+    let json = dir.path().join("world.json");
+    std::fs::write(
+        &json,
+        r#"{"servers": {
+            "900000000000000009": {"id": "nine", "name": "Nine"},
+            "100000000000000001": {"id": "one", "name": "One"},
+            "500000000000000005": {"id": "five", "name": "Five"}}}"#,
+    )
+    .unwrap();
+    for path in [toml, json] {
+        let (child, addr) = spawn(
+            &["--host", "127.0.0.1", "--port", "0"],
+            &[("D_BACK_DATA", path.to_str().unwrap())],
+        );
+        let _child = KillOnDrop(child);
+        let text = raw_server_list(addr).await;
+        let at = |snowflake: &str| {
+            text.find(&format!("\"{snowflake}\""))
+                .unwrap_or_else(|| panic!("{snowflake} in {text}"))
+        };
+        assert!(
+            at("900000000000000009") < at("100000000000000001")
+                && at("100000000000000001") < at("500000000000000005"),
+            "{path:?}: the file's order: {text}"
+        );
+        let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            list["data"]["900000000000000009"]["default"], true,
+            "{path:?}"
+        );
+        let (mut client, _) = Client::connect(addr).await;
+        client
+            .send(json!({"type": "connect", "data": {"server": "default"}}))
+            .await;
+        let join = client.recv().await;
+        assert_eq!(join["data"]["serverName"], "Nine", "{path:?}: {join}");
+    }
 }

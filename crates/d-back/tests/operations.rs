@@ -154,6 +154,52 @@ async fn only_allowed_origins_may_open_a_websocket() {
 }
 
 #[tokio::test]
+async fn the_servers_own_page_may_connect_whatever_origins_are_allowed() {
+    let rules = AccessRules {
+        allowed_origins: vec!["https://nntin.github.io".into()],
+        ..AccessRules::default()
+    };
+    let server = start(Server::builder().provider(quiet_world()).access(rules)).await;
+    let addr = server.local_addr();
+    // The built-in page is served here, and its WebSocket names this server in
+    // both `Origin` and `Host`, under whatever name the browser used.
+    assert_eq!(http(addr, "GET", "/").await.status, 200);
+    let port = addr.port();
+    assert!(
+        try_connect(addr, &[("origin", &format!("http://{addr}"))])
+            .await
+            .is_ok()
+    );
+    let by_name = format!("localhost:{port}");
+    assert!(
+        try_connect(
+            addr,
+            &[("origin", &format!("http://{by_name}")), ("host", &by_name)]
+        )
+        .await
+        .is_ok()
+    );
+    // Another port or another host is someone else's page.
+    let other_port = if port == 65535 { port - 1 } else { port + 1 };
+    assert_eq!(
+        try_connect(
+            addr,
+            &[("origin", &format!("http://127.0.0.1:{other_port}"))]
+        )
+        .await
+        .err(),
+        Some(403)
+    );
+    assert_eq!(
+        try_connect(addr, &[("origin", "https://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_flooding_client_is_told_then_closed_and_others_are_unaffected() {
     let server = start(Server::builder().provider(quiet_world()).message_rate(5, 5)).await;
     let addr = server.local_addr();
@@ -316,4 +362,29 @@ async fn bad_tls_files_stop_the_start_with_the_file_named() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("missing.pem"), "{error}");
+}
+
+#[tokio::test]
+async fn metrics_report_the_process_itself() {
+    let server = start(Server::builder().provider(quiet_world())).await;
+    let metrics = http(server.local_addr(), "GET", "/metrics").await.text();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("d_back_process_resident_memory_bytes") > 0.0);
+    assert!(
+        value("d_back_process_open_fds") >= 4.0,
+        "the listening socket too"
+    );
+    assert!(value("d_back_process_cpu_seconds_total") >= 0.0);
+    assert!(
+        metrics.contains("# TYPE d_back_process_cpu_seconds counter"),
+        "{metrics}"
+    );
+    server.shutdown().await;
 }

@@ -168,18 +168,31 @@ impl Admission {
             .any(|net| net.contains(&ip))
     }
 
-    /// Whether a browser page at this request's `Origin` may connect.
+    /// Whether a browser page at this request's `Origin` may connect: one of
+    /// the allowed origins, or the server's own (the page's host and port are
+    /// the request's `Host`).
     ///
     /// Requests without an `Origin` are not from a browser page (browsers
-    /// always send one on a WebSocket handshake) and are allowed.
+    /// always send one on a WebSocket handshake) and are allowed; an `Origin`
+    /// that is not text is not one a browser sends, and is refused.
     pub fn origin_allowed(&self, headers: &HeaderMap) -> bool {
         if self.origins.is_empty() {
             return true;
         }
-        match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-            None => true,
-            Some(origin) => self.origins.contains(&normalise(origin)),
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let origin = normalise(origin);
+        if self.origins.contains(&origin) {
+            return true;
         }
+        headers
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .is_some_and(|host| is_own_origin(&origin, host))
     }
 
     /// Takes a connection place for `address`, or says why not.
@@ -211,6 +224,28 @@ impl Admission {
 
 fn normalise(origin: &str) -> String {
     origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// Whether a normalised `origin` (`scheme://host[:port]`) names the same host
+/// and port as the request's `Host`, a port left out meaning the scheme's
+/// default on either side.
+fn is_own_origin(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme {
+        "http" | "ws" => ":80",
+        "https" | "wss" => ":443",
+        _ => return false,
+    };
+    let host = host.trim().to_ascii_lowercase();
+    let without_default = |authority: &str| -> String {
+        authority
+            .strip_suffix(default_port)
+            .unwrap_or(authority)
+            .to_owned()
+    };
+    !authority.is_empty() && without_default(authority) == without_default(&host)
 }
 
 /// Parses `1.2.3.4`, `1.2.3.4:5`, `::1` or `[::1]:5`.
@@ -315,5 +350,37 @@ mod tests {
         assert!(admission.origin_allowed(&headers(&[("origin", "https://NNTin.github.io")])));
         assert!(!admission.origin_allowed(&headers(&[("origin", "https://evil.example")])));
         assert!(admission.origin_allowed(&headers(&[])));
+    }
+
+    #[test]
+    fn the_servers_own_origin_is_always_allowed() {
+        let admission = Admission::new(AccessRules {
+            allowed_origins: vec!["https://nntin.github.io".into()],
+            ..AccessRules::default()
+        });
+        let allowed = |origin: &str, host: &str| {
+            admission.origin_allowed(&headers(&[("origin", origin), ("host", host)]))
+        };
+        assert!(allowed("http://localhost:3000", "localhost:3000"));
+        assert!(allowed("http://LocalHost:3000/", "localhost:3000"));
+        assert!(allowed("http://[::1]:3000", "[::1]:3000"));
+        assert!(allowed("https://zone.example", "zone.example"));
+        assert!(allowed("https://zone.example", "zone.example:443"));
+        assert!(allowed("http://zone.example:80", "zone.example"));
+        assert!(!allowed("http://localhost:3001", "localhost:3000"));
+        assert!(!allowed("http://zone.example", "zone.example:443"));
+        assert!(!allowed("https://evil.example", "zone.example"));
+        assert!(!allowed(
+            "https://zone.example.evil.example",
+            "zone.example"
+        ));
+        assert!(!allowed("null", "null"));
+        assert!(!allowed("file://", ""));
+        let mut not_text = headers(&[("host", "zone.example")]);
+        not_text.insert(
+            header::ORIGIN,
+            HeaderValue::from_bytes(b"https://zone.\xffexample").unwrap(),
+        );
+        assert!(!admission.origin_allowed(&not_text));
     }
 }

@@ -20,7 +20,8 @@
 //! - [`writer`]: the task that drains an outbox to its socket, pings, and
 //!   drops a client that stops reading;
 //! - [`rate`]: a client's allowance of frames per second;
-//! - [`process`]: logging set-up and the stop signal, for server commands;
+//! - `process`: logging set-up and the stop signal, for server commands
+//!   (the default `logging` feature; a library embedding a server leaves it out);
 //! - [`EdgeMetrics`]: what all of this counts, registered into the protocol's
 //!   Prometheus registry.
 //!
@@ -33,6 +34,7 @@ pub mod gate;
 mod io;
 mod metrics;
 pub mod outbox;
+#[cfg(feature = "logging")]
 pub mod process;
 pub mod rate;
 mod server;

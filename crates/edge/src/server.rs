@@ -163,6 +163,8 @@ pub struct Settings {
 pub struct Edge {
     tcp: TcpListener,
     tls: Option<TlsAcceptor>,
+    /// What the TLS acceptor hands to new handshakes; read again on reload.
+    certificate: Option<Arc<tls::Certificate>>,
     local_addr: SocketAddr,
     gate: Arc<Gate>,
     websockets: WebSockets,
@@ -182,7 +184,10 @@ impl std::fmt::Debug for Edge {
 impl Edge {
     /// Checks the settings, resolves the host and binds the port.
     pub async fn bind(settings: Settings) -> Result<Self, StartError> {
-        let tls = settings.tls.as_ref().map(tls::load).transpose()?;
+        let (tls, certificate) = match settings.tls.as_ref().map(tls::load).transpose()? {
+            Some((config, certificate)) => (Some(config), Some(certificate)),
+            None => (None, None),
+        };
         let addr = resolve(&settings.host, settings.port).await?;
         let tcp = TcpListener::bind(addr)
             .await
@@ -214,6 +219,7 @@ impl Edge {
         Ok(Self {
             tcp,
             tls: tls.map(TlsAcceptor::from),
+            certificate,
             local_addr,
             gate,
             websockets,
@@ -256,11 +262,13 @@ impl Edge {
         let shutdown = self.websockets.shutdown.clone();
         let sessions = self.websockets.sessions.clone();
         let is_tls = self.tls.is_some();
+        let certificate = self.certificate.clone();
         let local_addr = self.local_addr;
         let accepting = tokio::spawn(accept_loop(self, router));
         Serving {
             local_addr,
             is_tls,
+            certificate,
             shutdown,
             sessions,
             accepting,
@@ -291,6 +299,7 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, StartError> {
 pub struct Serving {
     local_addr: SocketAddr,
     is_tls: bool,
+    certificate: Option<Arc<tls::Certificate>>,
     shutdown: CancellationToken,
     sessions: TaskTracker,
     accepting: JoinHandle<()>,
@@ -305,6 +314,17 @@ impl Serving {
     /// Whether it serves `https://` and `wss://`.
     pub fn is_tls(&self) -> bool {
         self.is_tls
+    }
+
+    /// Reads the TLS certificate and key files again (after a renewal): new
+    /// handshakes get the new pair, open connections keep theirs. Without
+    /// TLS, nothing to do (`Ok(false)`); a file that is wrong keeps the old
+    /// pair and says why.
+    pub fn reload_tls(&self) -> Result<bool, StartError> {
+        match &self.certificate {
+            Some(certificate) => certificate.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// A token cancelled when shutdown starts.

@@ -198,8 +198,11 @@ impl WebSockets {
             Ok(ticket) => ticket,
             Err(refusal) => {
                 self.metrics.refused(refusal.reason());
-                let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-                info!(client = %address, ?origin, reason = refusal.reason(), "WebSocket refused");
+                let origin = headers
+                    .get(header::ORIGIN)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()));
+                let origin = origin.as_deref().unwrap_or("none");
+                info!(client = %address, %origin, reason = refusal.reason(), "WebSocket refused");
                 return refusal.response().into_response();
             }
         };

@@ -6,6 +6,10 @@
 //! guild's public id, name, default flag, password and `hide_offline`; the
 //! members still come from Discord. A file that does not parse stops the start
 //! with the file, the line and the reason, never a half-loaded world.
+//!
+//! Servers keep the file's order, TOML and JSON alike (the maps are
+//! `IndexMap`s, and the `toml` crate is built with `preserve_order`), so the
+//! first server in the file is the default when none is marked.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -71,6 +71,84 @@ pub fn announced_address(child: &mut Child) -> SocketAddr {
         .expect("d_back announces its address")
 }
 
+/// Starts `d_back`, waits for the line that says where it serves, and hands
+/// back every stderr line (from the start) through a channel.
+pub fn spawn_with_log(
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let mut child = d_back()
+        .args(args)
+        .envs(envs.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let Ok(line) = lines.recv_timeout(PATIENCE) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("d_back announces its address; it said {seen:#?}");
+        };
+        if let Some(addr) = serving_address(&line) {
+            let (replay_tx, replay) = std::sync::mpsc::channel();
+            for old in seen.into_iter().chain([line]) {
+                let _ = replay_tx.send(old);
+            }
+            std::thread::spawn(move || {
+                for line in lines {
+                    if replay_tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            return (child, addr, replay);
+        }
+        seen.push(line);
+    }
+}
+
+/// The address in d_back's "serving http://ADDRESS/" line, if this is it.
+fn serving_address(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("serving http").nth(1)?;
+    let rest = rest.strip_prefix("s://").or(rest.strip_prefix("://"))?;
+    rest.split('/').next()?.parse().ok()
+}
+
+/// Waits for a line containing `needle` and returns it.
+pub fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no log line with {needle:?}; saw {seen:#?}")
+}
+
+/// Kills a started `d_back` when dropped, so that a failing test does not
+/// leave a server behind (holding the test's stdout open).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])

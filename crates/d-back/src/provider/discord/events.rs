@@ -421,7 +421,7 @@ impl Mapper {
         }
         let meta = limited.meta?;
         let after = Duration::from_secs_f64(limited.retry_after.clamp(0.0, MAX_RETRY_AFTER));
-        info!(guild = %meta.guild_id, ?after, "Discord rate-limited a member request; asking again then");
+        info!(guild = %meta.guild_id, after_seconds = after.as_secs_f64(), "Discord rate-limited a member request; asking again then");
         let nonce = meta.nonce.unwrap_or_default();
         member_request(&meta.guild_id, nonce, after)
     }
