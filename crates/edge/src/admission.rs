@@ -4,10 +4,19 @@
 //! Every check happens before the upgrade, so a refused client costs one small
 //! HTTP response and never a session. (Limits on connections of every kind,
 //! upgraded or not, are the [`gate`](crate::gate)'s; this counts WebSockets by
-//! the client's real address, which behind a proxy only the request tells.) A proxy's forwarding header is believed
-//! only when the TCP peer is one of the operator's trusted proxies; from anyone
-//! else it is ignored, so a client cannot dodge the per-address limit or forge
-//! its address in the logs.
+//! the client's real address, which behind a proxy only the request tells.) A
+//! proxy's forwarding header is believed only when the TCP peer is one of the
+//! operator's trusted proxies; from anyone else it is ignored, so a client
+//! cannot dodge the per-address limit or forge its address in the logs.
+//!
+//! An origin allow-list never locks out the server's own pages: a page served
+//! from this very server (its `Origin` names the host and port the request was
+//! sent to, in `Host`) may always connect. A browser sets both headers itself,
+//! so a page elsewhere cannot pass for one of ours, unless its own host name
+//! is made to resolve to this server (DNS rebinding); such a page then gets
+//! what any client connecting directly gets. A client that is not a browser
+//! can send any headers it likes, which is why the origin check was never a
+//! defence against it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
