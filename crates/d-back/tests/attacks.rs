@@ -505,3 +505,16 @@ fn raise_open_files_limit() {
     limit.current = limit.maximum;
     setrlimit(Resource::Nofile, limit).expect("the open-files limit can be raised");
 }
+
+#[tokio::test]
+async fn the_port_closes_when_shutdown_starts_even_with_connections_in_flight() {
+    let server = start(Server::builder().provider(quiet_world())).await;
+    let addr = server.local_addr();
+    let _silent = connect_from("127.0.0.1", addr).await.unwrap();
+    let (_browser, _) = Client::joined(addr, "dworld").await;
+    server.shutdown().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "nothing listens on the port after shutdown"
+    );
+}

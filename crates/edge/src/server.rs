@@ -161,7 +161,9 @@ pub struct Settings {
 /// # }
 /// ```
 pub struct Edge {
-    tcp: TcpListener,
+    /// The listening socket; the accept loop takes it, so that it closes the
+    /// moment accepting stops (connections in flight hold the rest of the edge).
+    tcp: Option<TcpListener>,
     tls: Option<TlsAcceptor>,
     /// What the TLS acceptor hands to new handshakes; read again on reload.
     certificate: Option<Arc<tls::Certificate>>,
@@ -217,7 +219,7 @@ impl Edge {
             permessage_deflate: settings.permessage_deflate,
         };
         Ok(Self {
-            tcp,
+            tcp: Some(tcp),
             tls: tls.map(TlsAcceptor::from),
             certificate,
             local_addr,
@@ -351,7 +353,10 @@ impl Serving {
 /// How often "out of file descriptors" and the like are logged at most.
 const ACCEPT_WARNING_EVERY: Duration = Duration::from_secs(10);
 
-async fn accept_loop(edge: Edge, router: Router) {
+async fn accept_loop(mut edge: Edge, router: Router) {
+    let Some(tcp) = edge.tcp.take() else {
+        return;
+    };
     let edge = Arc::new(edge);
     let shutdown = edge.websockets.shutdown.clone();
     let mut last_warning: Option<Instant> = None;
@@ -359,7 +364,7 @@ async fn accept_loop(edge: Edge, router: Router) {
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
-            accepted = edge.tcp.accept() => accepted,
+            accepted = tcp.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
