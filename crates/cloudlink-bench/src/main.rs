@@ -23,6 +23,10 @@
 mod client;
 mod fanout;
 mod idle;
+/// Reading CPU time and resident memory from `/proc`, shared with the d-zone
+/// load generator.
+#[path = "../../d-back/examples/bench_load/procstat.rs"]
+mod proc_reader;
 mod procstat;
 mod report;
 mod server;
