@@ -336,17 +336,26 @@ impl Serving {
 
     /// Stops accepting, asks every connection to close (WebSockets with
     /// 1001), and waits at most [`SHUTDOWN_GRACE`] for them.
-    pub async fn shutdown(self) {
+    ///
+    /// The port is closed when this returns: it waits for the accept loop to
+    /// drop the listening socket, so a caller that restarts or probes the
+    /// port right after never finds it still accepting.
+    pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         self.sessions.close();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
+        if tokio::time::timeout_at(deadline, &mut self.accepting)
+            .await
+            .is_err()
+        {
+            self.accepting.abort();
+        }
         if tokio::time::timeout_at(deadline, self.sessions.wait())
             .await
             .is_err()
         {
             warn!("some connections did not close in time; dropping them");
         }
-        self.accepting.abort();
     }
 }
 
