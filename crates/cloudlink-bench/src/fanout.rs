@@ -104,10 +104,10 @@ struct Shared {
     /// Per receiver, one past the highest sequence number it got (`u64::MAX`
     /// if it never joined or was closed): each receiver writes only its own slot.
     progress: Vec<AtomicU64>,
-    /// Messages sent so far.
-    sent: AtomicU64,
     /// Sequence numbers sent while measuring: `window_from..window_to`
-    /// (`u64::MAX` until known), for the delivered share.
+    /// (`u64::MAX` until known), for the delivered share. The sender marks
+    /// each end before it sends the message there, so no receiver can see a
+    /// message of the window before it knows where the window starts.
     window_from: AtomicU64,
     window_to: AtomicU64,
     /// Tells the sender to stop.
@@ -184,8 +184,6 @@ pub async fn run(server: &mut ServerProc, load: &Load) -> anyhow::Result<Figures
     sleep(load.warmup).await;
 
     let cpu = CpuMeter::start(server.pid);
-    let sent_before = shared.sent.load(Ordering::Relaxed);
-    shared.window_from.store(sent_before, Ordering::Relaxed);
     let window_start = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
     let mut rss_max = procstat::rss_kib(server.pid);
@@ -200,9 +198,22 @@ pub async fn run(server: &mut ServerProc, load: &Load) -> anyhow::Result<Figures
     }
     shared.measuring.store(false, Ordering::Relaxed);
     let window = window_start.elapsed().as_secs_f64();
-    let sent_after = shared.sent.load(Ordering::Relaxed);
-    shared.window_to.store(sent_after, Ordering::Relaxed);
-    let sent = sent_after - sent_before;
+    // The sender marks the end before its next message (it wakes at least
+    // every 100 ms, even when the window of outstanding messages is full).
+    let marking = Instant::now();
+    while shared.window_to.load(Ordering::SeqCst) == u64::MAX
+        && marking.elapsed() < DRAIN
+        && !sender.is_finished()
+    {
+        sleep(Duration::from_millis(1)).await;
+    }
+    let sent_before = shared.window_from.load(Ordering::SeqCst);
+    let sent_after = shared.window_to.load(Ordering::SeqCst);
+    let sent = if sent_before == u64::MAX || sent_after == u64::MAX {
+        0
+    } else {
+        sent_after - sent_before
+    };
     let (server_cpu, generator_cpu) = cpu.percent();
 
     // Let what was sent while measuring arrive: keep sending until every
@@ -358,8 +369,8 @@ async fn receiver(
             if s.seq >= progress.load(Ordering::Relaxed) {
                 progress.store(s.seq + 1, Ordering::Relaxed);
             }
-            if s.seq >= shared.window_from.load(Ordering::Relaxed)
-                && s.seq < shared.window_to.load(Ordering::Relaxed)
+            if s.seq >= shared.window_from.load(Ordering::SeqCst)
+                && s.seq < shared.window_to.load(Ordering::SeqCst)
             {
                 outcome.of_window += 1;
             }
@@ -388,6 +399,19 @@ fn take_over_acknowledging(shared: &Shared) {
     {
         shared.acker.store(i, Ordering::Relaxed);
         shared.acked.fetch_max(progress, Ordering::Relaxed);
+    }
+}
+
+/// Marks where the measured window starts or ends, just before message
+/// `seq` is sent: the first message sent while measuring opens it, the first
+/// one after closes it.
+fn mark_window(shared: &Shared, seq: u64) {
+    let measuring = shared.measuring.load(Ordering::SeqCst);
+    let opened = shared.window_from.load(Ordering::SeqCst) != u64::MAX;
+    if measuring && !opened {
+        shared.window_from.store(seq, Ordering::SeqCst);
+    } else if !measuring && opened && shared.window_to.load(Ordering::SeqCst) == u64::MAX {
+        shared.window_to.store(seq, Ordering::SeqCst);
     }
 }
 
@@ -427,11 +451,11 @@ async fn send(
                 }
                 continue;
             }
+            mark_window(&shared, seq);
             sink.send(Message::text(stamp::message(protocol, seq)))
                 .await
                 .context("sending to the server failed")?;
             seq += 1;
-            shared.sent.store(seq, Ordering::Relaxed);
         }
         anyhow::Ok(())
     }
