@@ -8,12 +8,20 @@ The tests are plain functions that run one asyncio scenario each under
 import asyncio
 import contextlib
 import json
+import signal
 from typing import Any, AsyncIterator, Dict, Optional
 
 import pytest
 import websockets
 
 from d_back.server import WebSocketServer
+
+# A test run started in the background by a non-interactive shell (a CI job,
+# `cmd &`) inherits SIGINT ignored, and so would every interpreter the Ctrl-C
+# tests start: they would wait for an interrupt that never comes. Ctrl-C is
+# what those tests are about, so it is handled as in a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: Upper bound for one scenario; every wait inside is bounded more tightly.
 SCENARIO_SECONDS = 30
