@@ -154,19 +154,25 @@ async fn any_path(State(state): State<AppState>, request: Request) -> Response {
         cloudlink,
         websockets,
     } = state;
-    websockets.accept(request, move |connection: Connection| async move {
-        let Connection {
-            read,
-            write,
-            control,
-        } = connection;
+    websockets.accept(request, move |mut connection: Connection| async move {
+        // Fields are used in place, not bound to new names: every binding
+        // held across the await below would take room of its own in each
+        // idle connection's task.
         let client = ClientInfo {
-            address: control.client.ip(),
-            headers: kept_headers(&control.headers),
+            address: connection.control.client.ip(),
+            headers: kept_headers(&connection.control.headers),
         };
-        session::run((read, write), cloudlink, client, control.stopped(), || {
-            control.earned()
-        })
+        // What is kept is copied above; the full request head should not
+        // stay with an idle connection.
+        connection.control.headers = Default::default();
+        let stopped = Box::pin(connection.control.stopped());
+        session::run(
+            (connection.read, connection.write),
+            cloudlink,
+            client,
+            stopped,
+            || connection.control.earned(),
+        )
         .await;
     })
 }

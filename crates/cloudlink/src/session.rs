@@ -86,7 +86,7 @@ pub async fn run<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let settings = server.settings().clone();
+    let settings = server.settings();
     let outbox = Arc::new(Outbox::new(settings.outbox_frames));
     let mut writer = tokio::spawn(edge::writer::run(
         write,
@@ -109,7 +109,7 @@ pub async fn run<R, W>(
         server: server.clone(),
         client: client.clone(),
     };
-    Hooks::run(Some(&hooks.connect), event).await;
+    Box::pin(Hooks::run(Some(&hooks.connect), event)).await;
 
     let mut reader = ws::Reader::new(read, settings.max_frame_bytes);
     let mut session = Session {
@@ -139,9 +139,9 @@ pub async fn run<R, W>(
         ending = session.read_until_end(&mut reader) => ending,
     };
     server.forget(&client);
-    Hooks::run(Some(&hooks.disconnect), event).await;
+    Box::pin(Hooks::run(Some(&hooks.disconnect), event)).await;
     if let Some(protocol) = client.protocol() {
-        Hooks::run(hooks.protocol_disconnect.get(&protocol), event).await;
+        Box::pin(Hooks::run(hooks.protocol_disconnect.get(&protocol), event)).await;
     }
     // A close of ours goes out after what is already queued (a last status
     // code, say); a client that is gone gets nothing more.
@@ -222,7 +222,7 @@ impl Session<'_> {
                 Verdict::Handle => {}
                 Verdict::Refuse { tell } => {
                     if tell {
-                        self.over_rate().await;
+                        Box::pin(self.over_rate()).await;
                     }
                     continue;
                 }
