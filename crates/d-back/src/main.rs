@@ -58,6 +58,7 @@ async fn main() -> ExitCode {
     let stop = edge::process::stop_signal();
     let mut reload = edge::process::ReloadSignal::new();
     edge::process::announce(&banner(&server.url(), server.local_addr()));
+    sources.explain_empty(&cli, &browsable_url(&server.url(), server.local_addr()));
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -83,6 +84,17 @@ fn reload_files(sources: &Sources, server: &d_back::RunningServer) {
     }
 }
 
+/// `url`, with `localhost` in place of an every-interface address (`0.0.0.0`
+/// or `::`), which no browser or curl can open.
+fn browsable_url(url: &str, local: std::net::SocketAddr) -> String {
+    if local.ip().is_unspecified() {
+        let scheme = url.split("://").next().unwrap_or("http");
+        format!("{scheme}://localhost:{}/", local.port())
+    } else {
+        url.to_owned()
+    }
+}
+
 /// The start-up line: where the server serves and, when it listens on every
 /// interface (`0.0.0.0` or `::`, which no browser can open), an address a
 /// browser on this machine can.
@@ -90,10 +102,9 @@ fn banner(url: &str, local: std::net::SocketAddr) -> String {
     let version = env!("CARGO_PKG_VERSION");
     let mut line = format!("d-back {version} serving {url} (WebSocket on the same address)");
     if local.ip().is_unspecified() {
-        let scheme = url.split("://").next().unwrap_or("http");
-        let port = local.port();
+        let here = browsable_url(url, local);
         line.push_str(&format!(
-            " on every interface; open {scheme}://localhost:{port}/ in a browser here"
+            " on every interface; open {here} in a browser here"
         ));
     }
     line.push_str("; Ctrl-C stops it");

@@ -115,6 +115,7 @@ impl Metrics {
             errors::INVALID_BINARY => "invalid_binary",
             errors::UNKNOWN_TYPE => "unknown_type",
             errors::NO_SUCH_SERVER => "no_such_server",
+            errors::NO_SERVERS_YET => "no_servers_yet",
             errors::AUTH_FAILED => "auth_failed",
             errors::AUTH_REQUIRED => "auth_required",
             errors::PROVIDER_FAILED => "provider_failed",

@@ -78,7 +78,7 @@ impl ServerInfo {
 }
 
 /// A user's presence as the client draws it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Green, wandering around.
@@ -261,6 +261,10 @@ pub mod errors {
     pub const INVALID_BINARY: &str = "Invalid binary encoding";
     /// `type` missing or not one we know.
     pub const UNKNOWN_TYPE: &str = "Unknown event type";
+    /// Nothing is listed yet (a fresh ingest-fed or bot-fed server): said
+    /// instead of [`NO_SUCH_SERVER`], which would suggest the person asked wrong.
+    pub const NO_SERVERS_YET: &str =
+        "There are no Discord servers here yet. Please come back once one has been added.";
     /// No server matches the request.
     pub const NO_SUCH_SERVER: &str = "Sorry, couldn't connect to that Discord server.";
     /// The OAuth2 validator said no.

@@ -240,6 +240,10 @@ impl Session<'_> {
                 return self.send_error(errors::PROVIDER_FAILED);
             }
         };
+        if servers.is_empty() {
+            debug!(peer = %self.peer, "connect while no server is listed");
+            return self.send_error(errors::NO_SERVERS_YET);
+        }
         let wanted = request.server.as_str();
         let Some((snowflake, info)) = servers
             .iter()

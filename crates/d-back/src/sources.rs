@@ -90,6 +90,31 @@ impl Sources {
         builder
     }
 
+    /// With the ingest API on and nothing listed yet, logs how to list a
+    /// server: browsers are told there are no servers, and an operator who
+    /// started with only `--ingest-token` should not have to look up why.
+    /// `url` is the server's page address. The token itself is never logged.
+    pub fn explain_empty(&self, cli: &Cli, url: &str) {
+        let (Some(store), Some(_), None) = (&self.store, &cli.ingest_token, &self.discord) else {
+            return;
+        };
+        if store.server_count() > 0 {
+            return;
+        }
+        let example = r#"{"1000": {"id": "guild", "name": "My Guild"}}"#;
+        // Point at the token without writing it: the variable when it holds it.
+        let token = if std::env::var_os("D_BACK_INGEST_TOKEN").is_some() {
+            "$D_BACK_INGEST_TOKEN"
+        } else {
+            "<your --ingest-token>"
+        };
+        info!(
+            "no Discord servers yet, so browsers are told there are none; list one through the ingest API: \
+             curl -X PUT {url}api/ingest/servers -H \"Authorization: Bearer {token}\" -d '{example}' \
+             (the API is described at {url}api/openapi.json)"
+        );
+    }
+
     /// Lets the store's changes reach browsers.
     pub fn attach(&self, hub: Hub) {
         if let Some(store) = &self.store {

@@ -7,6 +7,9 @@
 //! members still come from Discord. A file that does not parse stops the start
 //! with the file, the line and the reason, never a half-loaded world.
 //!
+//! A user entry is the same [`UserRecord`] the ingest API reads, so both accept
+//! `role_color` and `roleColor` and refuse a colour that is not `#rrggbb`.
+//!
 //! Servers keep the file's order, TOML and JSON alike (the maps are
 //! `IndexMap`s, and the `toml` crate is built with `preserve_order`), so the
 //! first server in the file is the default when none is marked.
@@ -17,8 +20,9 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::store::{DEFAULT_ROLE_COLOR, ServerSettings, Store};
-use crate::protocol::{ServerInfo, ServerList, Snowflake, Status, User};
+use super::records::UserRecord;
+use super::store::{ServerSettings, Store};
+use crate::protocol::{ServerInfo, ServerList, Snowflake, User};
 
 /// Why the data file could not be used; the message names the file, line and reason.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +104,7 @@ struct RawFile {
     servers: IndexMap<Snowflake, RawServer>,
     /// The built-in world's layout, also accepted: users by server snowflake, then by uid.
     #[serde(default)]
-    users: IndexMap<Snowflake, IndexMap<String, RawUser>>,
+    users: IndexMap<Snowflake, IndexMap<String, UserRecord>>,
 }
 
 #[derive(Deserialize)]
@@ -117,22 +121,7 @@ struct RawServer {
     #[serde(default, alias = "hideOffline")]
     hide_offline: bool,
     #[serde(default)]
-    users: Option<Vec<RawUser>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUser {
-    uid: String,
-    username: String,
-    #[serde(default = "offline")]
-    status: Status,
-    #[serde(default, alias = "roleColor")]
-    role_color: Option<String>,
-}
-
-fn offline() -> Status {
-    Status::Offline
+    users: Option<Vec<UserRecord>>,
 }
 
 impl DataFile {
@@ -226,15 +215,7 @@ impl DataFile {
                 )));
             }
             if let Some(users) = server.users {
-                let users = users
-                    .into_iter()
-                    .map(|u| {
-                        let color = u
-                            .role_color
-                            .unwrap_or_else(|| DEFAULT_ROLE_COLOR.to_owned());
-                        User::new(u.uid, u.username, u.status, color)
-                    })
-                    .collect();
+                let users = users.into_iter().map(UserRecord::into_user).collect();
                 file.users.insert(snowflake.clone(), users);
             }
             file.settings.insert(
@@ -284,6 +265,25 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Status;
+
+    #[test]
+    fn a_colour_that_is_not_rrggbb_names_the_line_and_value() {
+        let text = "[servers.1]\nid = 'a'\nname = 'A'\n[[servers.1.users]]\nuid = '7'\nusername = 'n'\nrole_color = 'red'\n";
+        let error = DataFile::parse_toml(text, "w.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("data file w.toml, line 7"), "{error}");
+        assert!(
+            error.contains("`roleColor`") && error.contains("\"red\""),
+            "{error}"
+        );
+        let text = r##"{"servers":{"1":{"id":"a","name":"A","users":[{"uid":"7","username":"n","roleColor":"#12345"}]}}}"##;
+        let error = DataFile::parse_json(text, "w.json")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("\"#12345\""), "{error}");
+    }
 
     #[test]
     fn toml_errors_name_the_line() {

@@ -10,6 +10,7 @@ mod data_file;
 pub mod discord;
 mod mock;
 mod oauth;
+pub(crate) mod records;
 mod store;
 
 pub use data_file::{DataFile, DataFileError};

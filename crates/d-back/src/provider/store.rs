@@ -369,6 +369,11 @@ impl Store {
     pub fn has_server(&self, server: &str) -> bool {
         self.read().servers.contains_key(server)
     }
+
+    /// How many servers are listed.
+    pub fn server_count(&self) -> usize {
+        self.read().servers.len()
+    }
 }
 
 /// A presence that lets a browser draw the user even if it has never seen them.
