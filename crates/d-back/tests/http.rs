@@ -1,5 +1,5 @@
-//! HTTP on the WebSocket's port: version, the built-in page, a static
-//! directory, traversal attempts, and the provider's own paths.
+//! HTTP on the WebSocket's port: version, login settings, the built-in page,
+//! a static directory, traversal attempts, and the provider's own paths.
 
 mod common;
 
@@ -24,6 +24,51 @@ async fn version_answers_get_and_head() {
     let head = http(addr, "HEAD", "/api/version").await;
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_settings_are_answered_per_server_before_joining() {
+    let store = d_back::provider::Store::new();
+    let servers: ServerList = [
+        ("1".to_owned(), d_back::ServerInfo::new("open", "Open")),
+        (
+            "2".to_owned(),
+            d_back::ServerInfo {
+                passworded: true,
+                ..d_back::ServerInfo::new("closed", "Closed").with_password("hunter2")
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
+    store.replace_servers(servers);
+    let server = start(Server::builder().provider(store.clone())).await;
+    let addr = server.local_addr();
+    let ask = |path: &'static str| async move {
+        let response = http(addr, "GET", path).await;
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        serde_json::from_slice::<serde_json::Value>(&response.body).unwrap()
+    };
+    assert_eq!(
+        ask("/api/login/closed").await,
+        serde_json::json!({"server": "closed", "passworded": true, "clientId": null})
+    );
+    store.set_client_id(None, "506432803173433344").unwrap();
+    store.set_client_id(Some("2"), "999").unwrap();
+    let closed = ask("/api/login/closed").await;
+    assert_eq!(
+        closed["clientId"], "999",
+        "a server's own application id wins"
+    );
+    assert!(!closed.to_string().contains("hunter2"), "{closed}");
+    assert_eq!(
+        ask("/api/login/open").await,
+        serde_json::json!({"server": "open", "passworded": false, "clientId": "506432803173433344"})
+    );
+    assert_eq!(http(addr, "GET", "/api/login/nobody").await.status, 404);
+    assert_eq!(http(addr, "HEAD", "/api/login/closed").await.status, 200);
     server.shutdown().await;
 }
 

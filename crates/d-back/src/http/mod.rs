@@ -1,6 +1,7 @@
 //! Everything on the port that is not a WebSocket conversation: the router,
-//! the upgrade onto a [`session`](crate::session), `/api/version`, and the
-//! hand-off to the provider's own paths and to static files.
+//! the upgrade onto a [`session`](crate::session), `/api/version`,
+//! `/api/login/{id}`, and the hand-off to the provider's own paths and to
+//! static files.
 //!
 //! WebSocket upgrades are accepted on any path, because the d-zone client
 //! connects to `<page path>/ws` and a reverse proxy may add a prefix.
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -46,6 +47,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/version", get(version))
         .route("/api/stats", get(stats))
+        .route("/api/login/{id}", get(login))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -73,6 +75,48 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
         "connections": hub.connections(),
         "servers": servers,
     }))
+}
+
+/// `GET /api/login/{id}`: how a browser logs into the server with public id
+/// `id` — whether it needs a login, and the OAuth2 application id to log in
+/// with (`null` when none is configured).
+///
+/// The page needs this *before* it may join: `server-join` carries the client
+/// id too, but a passworded server sends no `server-join` until the browser
+/// has logged in, and a server may have its own application id. The id is no
+/// secret — Discord shows it in every login URL.
+async fn login(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let provider = Arc::clone(state.hub.provider());
+    let servers = match call_provider(provider.servers()).await {
+        Ok(servers) => servers,
+        Err(error) => {
+            warn!(%error, "could not list servers for a login question");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the data provider failed\n",
+            )
+                .into_response();
+        }
+    };
+    let Some((snowflake, info)) = servers.iter().find(|(_, info)| info.id == id) else {
+        return (StatusCode::NOT_FOUND, "no server has that id\n").into_response();
+    };
+    match call_provider(provider.client_id(snowflake)).await {
+        Ok(client_id) => axum::Json(serde_json::json!({
+            "server": info.id,
+            "passworded": info.passworded,
+            "clientId": client_id,
+        }))
+        .into_response(),
+        Err(error) => {
+            warn!(%error, server = %info.id, "could not look up a server's OAuth2 client id");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the data provider failed\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.
