@@ -35,9 +35,10 @@ if [ -z "$binary" ]; then
 fi
 
 log="$(mktemp)"
-"$binary" --host 127.0.0.1 --port 0 2>"$log" &
+store="$(mktemp -d)"
+"$binary" --host 127.0.0.1 --port 0 --store "$store/cloud.redb" 2>"$log" &
 server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$log" "$store"' EXIT
 
 url=""
 for _ in $(seq 1 100); do

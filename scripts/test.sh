@@ -61,6 +61,6 @@ cargo build -p d-back --no-default-features --lib --locked
 # checked (scripts/bench-cloudlink.sh measures, on a quiet machine).
 cargo build --locked --quiet -p cloudlink-bench --bin cloudlink_bench
 target/debug/cloudlink_bench --smoke \
-  --ours "target/debug/cloudlink --message-rate 0" \
+  --ours "target/debug/cloudlink --message-rate 0 --store memory" \
   --python "target/cloudlink-venv/bin/python bench/cloudlink_server.py" >/dev/null
 echo "cloudlink_bench --smoke: every client joined and every message arrived"

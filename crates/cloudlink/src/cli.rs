@@ -4,9 +4,10 @@
 //! This module only describes and converts settings; serving is `main`'s job.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use cloudlink::{AccessRules, Builder, CloudLink, Deadlines, IpNet, ServerBuilder};
+use cloudlink::{AccessRules, Builder, CloudLink, Deadlines, IpNet, ServerBuilder, VariableStore};
 use edge::values::{parse_network, positive_seconds};
 
 /// A CloudLink server: multiplayer for Scratch and TurboWarp projects
@@ -146,6 +147,39 @@ pub struct Cli {
     )]
     pub max_variables_per_project: usize,
 
+    /// Where Scratch cloud variables are kept: a store file (created if
+    /// missing; one server per file), or `memory` to keep them only while a
+    /// project has clients, as CloudLink 0.2.0 does.
+    #[arg(
+        long,
+        env = "CLOUDLINK_STORE",
+        default_value = DEFAULT_STORE,
+        value_name = "PATH|memory"
+    )]
+    pub store: String,
+
+    /// Milliseconds between writes of changed cloud variables to the store: the
+    /// most a crash or `kill -9` can lose (a normal stop loses nothing).
+    #[arg(
+        long,
+        env = "CLOUDLINK_FLUSH_INTERVAL_MS",
+        default_value_t = 1000,
+        value_name = "MILLISECONDS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub flush_interval_ms: u64,
+
+    /// Seconds an emptied project stays in memory before it is left to the
+    /// store (0: at the next flush). Memory then follows the live projects,
+    /// not the size of the store.
+    #[arg(
+        long,
+        env = "CLOUDLINK_EMPTY_ROOM_TTL",
+        default_value_t = 3600,
+        value_name = "SECONDS"
+    )]
+    pub empty_room_ttl: u64,
+
     /// Seconds a new connection has to send its first message before it is closed with 1008.
     #[arg(
         long,
@@ -173,6 +207,9 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// The store file used when `--store` is not given, in the working directory.
+pub const DEFAULT_STORE: &str = "cloudlink-store.redb";
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -192,7 +229,18 @@ impl Cli {
             .message_rate(self.message_rate, self.message_burst)
             .max_rooms_per_client(self.max_rooms_per_client)
             .max_variables_per_room(self.max_variables_per_project)
-            .ping_interval(positive_seconds("--ping-interval", self.ping_interval)?);
+            .ping_interval(positive_seconds("--ping-interval", self.ping_interval)?)
+            .flush_interval(Duration::from_millis(self.flush_interval_ms))
+            .empty_room_ttl(Duration::from_secs(self.empty_room_ttl));
+        if self.store != "memory" {
+            if self.store.is_empty() {
+                return Err("--store is empty: give a file path, or `memory`".to_owned());
+            }
+            let store = VariableStore::open(&self.store).map_err(|e| {
+                format!("{e} (--store memory keeps cloud variables in memory only)")
+            })?;
+            builder = builder.store(store);
+        }
         if let Some(motd) = &self.motd {
             builder = builder.motd(motd);
         }

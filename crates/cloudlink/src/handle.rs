@@ -24,6 +24,7 @@ use crate::client::{Client, ClientInfo, Protocol};
 use crate::extension::{Command, Event, ExceptionKind, Failure, Hooks, hook};
 use crate::registry::Registry;
 use crate::settings::Settings;
+use crate::store::{StoreError, VariableStore};
 
 /// The CloudLink server's state: clients, rooms, settings and hooks.
 ///
@@ -46,6 +47,7 @@ struct Shared {
     settings: Settings,
     hooks: Hooks,
     registry: Registry,
+    store: Option<Arc<VariableStore>>,
     snowflakes: snowflaked::sync::Generator,
     next_key: AtomicU64,
 }
@@ -78,6 +80,50 @@ impl CloudLink {
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.0.registry
+    }
+
+    /// The cloud-variable store, when variables are durable.
+    pub(crate) fn store(&self) -> Option<&Arc<VariableStore>> {
+        self.0.store.as_ref()
+    }
+
+    /// Whether Scratch cloud variables are kept in a store (see
+    /// [`Builder::store`]) rather than in memory only.
+    pub fn is_durable(&self) -> bool {
+        self.0.store.is_some()
+    }
+
+    /// How many rooms are in memory: rooms with members, and, with a store,
+    /// emptied rooms not yet past their empty-room time.
+    pub fn room_count(&self) -> usize {
+        self.registry().lock().room_total()
+    }
+
+    /// Writes every changed cloud variable to the store and waits until it is
+    /// on disk, and lets rooms empty for longer than the empty-room time leave
+    /// memory; returns how many project records were written. A served
+    /// server does this every flush interval and on shutdown; call it
+    /// yourself when you run sessions without [`crate::Server`]. Without a
+    /// store it does nothing.
+    pub async fn flush(&self) -> Result<usize, StoreError> {
+        self.flush_evicting(self.settings().empty_room_ttl).await
+    }
+
+    /// [`flush`](Self::flush), evicting rooms empty for `ttl`.
+    pub(crate) async fn flush_evicting(&self, ttl: Duration) -> Result<usize, StoreError> {
+        let Some(store) = self.store() else {
+            return Ok(0);
+        };
+        {
+            let mut state = self.registry().lock();
+            let records = state.take_flush(ttl);
+            // Staged under the lock: see `VariableStore`'s module doc.
+            store.stage(records);
+        }
+        let store = Arc::clone(store);
+        tokio::task::spawn_blocking(move || store.commit())
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
     }
 
     /// A new client with fresh IDs; not registered yet.
@@ -260,6 +306,7 @@ impl CloudLink {
 pub struct Builder {
     settings: Settings,
     hooks: Hooks,
+    store: Option<Arc<VariableStore>>,
 }
 
 impl fmt::Debug for Builder {
@@ -460,12 +507,35 @@ impl Builder {
         self
     }
 
+    /// Keeps Scratch cloud variables in `store`: they outlive their room's
+    /// clients and the process (default: in memory only, gone when a
+    /// project's last client leaves, as in CloudLink 0.2.0).
+    pub fn store(mut self, store: VariableStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// How often changed variables are written to the store (default 1 s):
+    /// the most a `kill -9` can lose.
+    pub fn flush_interval(mut self, every: Duration) -> Self {
+        self.settings.flush_interval = every;
+        self
+    }
+
+    /// How long, with a store, an emptied room stays in memory before it is
+    /// left to the store (default one hour, as TurboWarp's server).
+    pub fn empty_room_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.empty_room_ttl = ttl;
+        self
+    }
+
     /// The server state, ready to serve connections.
     pub fn build(self) -> CloudLink {
         CloudLink(Arc::new(Shared {
             settings: self.settings,
             hooks: self.hooks,
-            registry: Registry::default(),
+            registry: Registry::new(self.store.is_some()),
+            store: self.store,
             snowflakes: snowflaked::Builder::new()
                 .instance(SNOWFLAKE_INSTANCE)
                 .build(),

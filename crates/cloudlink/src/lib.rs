@@ -63,6 +63,7 @@ pub mod scratch;
 pub mod server;
 pub mod session;
 mod settings;
+mod store;
 
 pub use cl4::status::StatusCode;
 pub use client::{Client, ClientInfo, Protocol, UserObject};
@@ -71,3 +72,4 @@ pub use extension::{Command, Event, ExceptionKind, Failure, HookFuture};
 pub use handle::{Builder, CloudLink};
 pub use server::{AccessRules, Deadlines, RunningServer, Server, ServerBuilder, StartError};
 pub use settings::SERVER_VERSION;
+pub use store::{StoreError, VariableStore};

@@ -26,8 +26,13 @@ async fn main() -> ExitCode {
         Err(error) => return fail(&error.to_string()),
     };
     let stop = edge::process::stop_signal();
+    let variables = if cli.store == "memory" {
+        "cloud variables in memory".to_owned()
+    } else {
+        format!("cloud variables stored in {}", cli.store)
+    };
     eprintln!(
-        "cloudlink {} serving {} (CloudLink 4 and Scratch cloud variables); Ctrl-C stops it",
+        "cloudlink {} serving {} (CloudLink 4 and Scratch cloud variables; {variables}); Ctrl-C stops it",
         env!("CARGO_PKG_VERSION"),
         server.url()
     );

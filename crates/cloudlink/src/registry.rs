@@ -1,10 +1,13 @@
 //! Every connected client and every room, behind one lock.
 //!
 //! A room is keyed by its name (any string, `""` included) and exists while it
-//! has a subscriber of either protocol; it is removed the moment it empties,
-//! and with it a Scratch project's cloud variables. Inside a room members are
-//! kept per protocol, because CL4 traffic only ever reaches CL4 members and
-//! Scratch traffic only Scratch members.
+//! has a subscriber of either protocol. Without a store it is removed the
+//! moment it empties, and with it a Scratch project's cloud variables (as in
+//! CloudLink 0.2.0). With a [store](crate::store) a room that holds or owes
+//! the store variables stays for the empty-room time, then leaves memory at a
+//! flush; its variables are in the store and are loaded again when it is next
+//! joined. Inside a room members are kept per protocol, because CL4 traffic
+//! only ever reaches CL4 members and Scratch traffic only Scratch members.
 //!
 //! One `std::sync::Mutex` guards it all, and callers push into outboxes while
 //! holding it: a membership change and the announcements it causes are then
@@ -12,8 +15,9 @@
 //! user list stays exact. Nothing under the lock waits: an outbox push never
 //! blocks (see [`edge::outbox`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -27,6 +31,16 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// A registry whose emptied rooms wait for the store (`durable`) or go at once.
+    pub fn new(durable: bool) -> Self {
+        Self {
+            state: Mutex::new(State {
+                durable,
+                ..State::default()
+            }),
+        }
+    }
+
     /// Everything, for one step; hold it briefly and never across an `.await`.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -41,6 +55,10 @@ pub(crate) struct State {
     by_snowflake: HashMap<String, u64>,
     by_username: HashMap<String, BTreeSet<u64>>,
     rooms: HashMap<String, Room>,
+    /// Whether variables are kept in a store (see the module doc).
+    durable: bool,
+    /// Rooms whose variables changed since the last flush (durable only).
+    dirty: HashSet<String>,
 }
 
 #[derive(Debug)]
@@ -61,6 +79,8 @@ pub(crate) struct Room {
     /// Bumped by every rename and delete, so that a slow client's queued
     /// `set` frames are only merged with later ones of the same generation.
     pub generation: u64,
+    /// When its last member left, for a room kept for the store.
+    emptied: Option<Instant>,
 }
 
 impl Room {
@@ -180,12 +200,57 @@ impl State {
         if !member.rooms.insert(room.to_owned()) {
             return false;
         }
-        self.rooms
-            .entry(room.to_owned())
-            .or_default()
+        let entry = self.rooms.entry(room.to_owned()).or_default();
+        entry.emptied = None;
+        entry
             .members_mut(protocol)
             .insert(client.key(), client.clone());
         true
+    }
+
+    /// Puts a room read from the store into memory, unless it is there
+    /// already; it counts as empty until someone subscribes.
+    pub fn insert_loaded(&mut self, name: &str, variables: IndexMap<String, Value>) {
+        self.rooms.entry(name.to_owned()).or_insert_with(|| Room {
+            variables,
+            emptied: Some(Instant::now()),
+            ..Room::default()
+        });
+    }
+
+    /// Records that a room's variables changed, for the next flush.
+    pub fn mark_dirty(&mut self, room: &str) {
+        if self.durable && !self.dirty.contains(room) {
+            self.dirty.insert(room.to_owned());
+        }
+    }
+
+    /// How many rooms are in memory.
+    pub fn room_total(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// The records the store owes (every dirty room, encoded), and evicts
+    /// rooms that have been empty for `ttl`. Stage the records before
+    /// letting go of the lock, so a load never reads past them.
+    pub fn take_flush(&mut self, ttl: Duration) -> Vec<(String, Option<Arc<[u8]>>)> {
+        let records = self
+            .dirty
+            .drain()
+            .map(|name| {
+                let record = self
+                    .rooms
+                    .get(&name)
+                    .and_then(|room| crate::store::encode(&room.variables));
+                (name, record)
+            })
+            .collect();
+        let now = Instant::now();
+        self.rooms.retain(|_, room| {
+            room.emptied
+                .is_none_or(|since| now.saturating_duration_since(since) < ttl)
+        });
+        records
     }
 
     /// Takes a client out of a room, removing the room if it empties;
@@ -201,7 +266,13 @@ impl State {
             entry.cl4.remove(&client.key());
             entry.scratch.remove(&client.key());
             if entry.is_empty() {
-                self.rooms.remove(room);
+                let owes_store =
+                    self.durable && (!entry.variables.is_empty() || self.dirty.contains(room));
+                if owes_store {
+                    entry.emptied = Some(Instant::now());
+                } else {
+                    self.rooms.remove(room);
+                }
             }
         }
         true

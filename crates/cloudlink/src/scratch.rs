@@ -8,7 +8,10 @@
 //! message that cannot be honoured closes the connection with one of the codes
 //! below, after a text saying why where 0.2.0 sends one.
 //!
-//! Variables live in the room and go when its last member leaves.
+//! Variables live in the room. Without a store they go when its last member
+//! leaves (as in CloudLink 0.2.0); with one they are written to it at each
+//! flush and read back when the project is next joined (see
+//! [`crate::store`]).
 
 use std::sync::Arc;
 
@@ -30,6 +33,9 @@ pub const CLOSE_PROTOCOL_ERROR: u16 = 4000;
 pub const CLOSE_UNAVAILABLE: u16 = 4004;
 /// Close code: the client sent its Scratch login token.
 pub const CLOSE_SECURITY: u16 = 4005;
+/// Close code (the standard "internal error"): the project's stored
+/// variables could not be read, so joining would show it wrongly.
+pub const CLOSE_STORE_FAILED: u16 = 1011;
 
 /// Sent before closing a client that sent a `scratchsessionsid`.
 pub const SECURITY_WARNING: &str = "The cloud data library you are using is putting your Scratch account at risk by sending your login token for no reason. Change your Scratch password immediately, then contact the maintainers of that library for further information. This connection is being closed to protect your security.";
@@ -176,6 +182,26 @@ fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Value>) 
         .unwrap_or_default();
     let room = room_name(message.get("project_id").unwrap_or(&Value::Null));
     let mut state = server.registry().lock();
+    if state.room(&room).is_none()
+        && let Some(store) = server.store()
+    {
+        // Read without the lock: nothing else waits on this client's read.
+        // The store is local, and one project's record is small.
+        drop(state);
+        let variables = match store.load(&room) {
+            Ok(variables) => variables,
+            Err(error) => {
+                tracing::error!(%error, room, "could not read a project's stored variables");
+                client.finish(
+                    CLOSE_STORE_FAILED,
+                    "The cloud-variable store could not be read",
+                );
+                return Flow::Stop;
+            }
+        };
+        state = server.registry().lock();
+        state.insert_loaded(&room, variables);
+    }
     if client.set_username(user) {
         state.index_username(client);
     }
@@ -305,6 +331,10 @@ fn variable(
             (update.wire(), Urgency::Essential)
         }
         _ => return Flow::Continue,
+    };
+    state.mark_dirty(&room_id);
+    let Some(room) = state.room(&room_id) else {
+        return Flow::Continue;
     };
     for member in room.scratch.values() {
         member.push(Frame {

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use edge::{Connection, Edge, Serving, Settings, TlsFiles, WebSockets};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use edge::{AccessRules, Deadlines, StartError};
 
@@ -130,7 +130,35 @@ impl ServerBuilder {
             tls = serving.is_tls(),
             "CloudLink listening"
         );
-        Ok(RunningServer { serving, cloudlink })
+        let flushing = cloudlink.is_durable().then(|| {
+            tokio::spawn(flush_every_interval(
+                cloudlink.clone(),
+                serving.shutdown_token(),
+            ))
+        });
+        Ok(RunningServer {
+            serving,
+            cloudlink,
+            flushing,
+        })
+    }
+}
+
+/// Writes changed cloud variables to the store every flush interval until
+/// shutdown starts; a failed write is logged and retried at the next one
+/// (nothing staged is dropped).
+async fn flush_every_interval(cloudlink: CloudLink, stop: CancellationToken) {
+    let every = cloudlink.settings().flush_interval;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(error) = cloudlink.flush().await {
+            warn!(%error, "could not write cloud variables; retrying at the next flush");
+        }
     }
 }
 
@@ -204,6 +232,7 @@ fn kept_headers(headers: &HeaderMap) -> HeaderMap {
 pub struct RunningServer {
     serving: Serving,
     cloudlink: CloudLink,
+    flushing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -233,9 +262,24 @@ impl RunningServer {
         self.serving.shutdown_token()
     }
 
-    /// Stops accepting, closes every WebSocket with 1001 and waits briefly for them.
+    /// Stops accepting, closes every WebSocket with 1001 and waits briefly
+    /// for them, then writes every changed cloud variable to the store.
     pub async fn shutdown(self) {
         info!("shutting down");
         self.serving.shutdown().await;
+        if let Some(flushing) = self.flushing {
+            // Cancelled by the shutdown above; a flush it had begun finishes first.
+            let _ = flushing.await;
+            match self
+                .cloudlink
+                .flush_evicting(std::time::Duration::ZERO)
+                .await
+            {
+                Ok(records) => info!(records, "cloud variables written to the store"),
+                Err(error) => {
+                    tracing::error!(%error, "could not write cloud variables on shutdown; changes since the last flush are lost");
+                }
+            }
+        }
     }
 }

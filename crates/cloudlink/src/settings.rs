@@ -35,6 +35,10 @@ pub(crate) struct Settings {
     pub max_rooms_per_client: usize,
     /// Cloud variables one Scratch project may hold (more: close 4000).
     pub max_variables_per_room: usize,
+    /// How often changed variables are written to the store, if there is one.
+    pub flush_interval: Duration,
+    /// How long an emptied room stays in memory when there is a store.
+    pub empty_room_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -54,6 +58,8 @@ impl Default for Settings {
             message_rate: MessageRate::new(60, 120),
             max_rooms_per_client: 1000,
             max_variables_per_room: 1000,
+            flush_interval: Duration::from_secs(1),
+            empty_room_ttl: Duration::from_secs(3600),
         }
     }
 }

@@ -4,68 +4,10 @@
 
 mod common;
 
-use std::process::Stdio;
-
+use common::binary::{run, spawn};
 use common::{Client, Got, ok};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// The binary under test, without `CLOUDLINK_*` or `RUST_LOG` from the caller.
-fn cloudlink() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudlink"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CLOUDLINK_") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
-    command.kill_on_drop(true);
-    command
-}
-
-/// A running `cloudlink` on a free port, and the `ws://` URL it announced.
-struct Running {
-    child: Child,
-    url: String,
-    /// Every stderr line after the announcement.
-    logs: tokio::sync::mpsc::UnboundedReceiver<String>,
-}
-
-async fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
-    let mut child = cloudlink()
-        .args(["--port", "0"])
-        .args(args)
-        .envs(envs.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = tokio::time::timeout(common::WAIT * 4, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("serving ") {
-                let rest = &line[at + "serving ".len()..];
-                return rest.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        panic!("cloudlink ended before saying where it serves");
-    })
-    .await
-    .expect("cloudlink announced its address in time");
-    let (tx, logs) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = tx.send(line);
-        }
-    });
-    Running { child, url, logs }
-}
-
-async fn run(args: &[&str]) -> (i32, String) {
-    let output = cloudlink().args(args).output().await.unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.code().unwrap_or(-1), text)
-}
+use tokio::process::Command;
 
 #[tokio::test]
 async fn help_names_every_flag_and_its_variable() {
@@ -90,6 +32,10 @@ async fn help_names_every_flag_and_its_variable() {
         "--allowed-origin",
         "--max-rooms-per-client",
         "--max-variables-per-project",
+        "--store",
+        "--flush-interval-ms",
+        "--empty-room-ttl",
+        "CLOUDLINK_STORE",
         "--join-timeout",
         "--ping-interval",
         "--log-level",
@@ -130,6 +76,15 @@ async fn bad_values_stop_it_with_a_sentence() {
     let (code, text) = run(&["--port", &port]).await;
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("cannot listen"), "{text}");
+    let (code, text) = run(&["--flush-interval-ms", "0"]).await;
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("--flush-interval-ms"), "{text}");
+    let (code, text) = run(&["--store", "/nonexistent/dir/cloud.redb", "--port", "0"]).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("/nonexistent/dir/cloud.redb") && text.contains("--store memory"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

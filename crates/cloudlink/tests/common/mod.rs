@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::time::Duration;
 
 use cloudlink::{Builder, RunningServer, Server};
