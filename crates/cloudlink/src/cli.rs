@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use cloudlink::{AccessRules, Builder, CloudLink, Deadlines, IpNet, ServerBuilder, VariableStore};
+use cloudlink::{
+    AccessRules, Builder, CloudLink, Deadlines, IpNet, ServerBuilder, ValueRule, VariableStore,
+};
 use edge::values::{parse_network, positive_seconds};
 
 /// A CloudLink server: multiplayer for Scratch and TurboWarp projects
@@ -141,11 +143,60 @@ pub struct Cli {
     /// Cloud variables one Scratch project may hold; one more closes the client with 4000.
     #[arg(
         long,
-        env = "CLOUDLINK_MAX_VARIABLES_PER_PROJECT",
-        default_value_t = 1000,
-        value_name = "VARIABLES"
+        alias = "max-variables-per-project",
+        env = "CLOUDLINK_MAX_ROOM_VARIABLES",
+        default_value_t = 128,
+        value_name = "VARIABLES",
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
-    pub max_variables_per_project: usize,
+    pub max_room_variables: u64,
+
+    /// Rooms held in memory at once (live projects and CL4 rooms, and
+    /// emptied projects kept for the store); a Scratch client that would open
+    /// one more is closed with 4003.
+    #[arg(
+        long,
+        env = "CLOUDLINK_MAX_ROOMS",
+        default_value_t = 16_384,
+        value_name = "ROOMS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_rooms: u64,
+
+    /// Scratch clients in one project; one more is closed with 4003.
+    #[arg(
+        long,
+        env = "CLOUDLINK_MAX_ROOM_CLIENTS",
+        default_value_t = 128,
+        value_name = "CLIENTS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_room_clients: u64,
+
+    /// Longest Scratch value, in bytes of its text; a longer one is dropped
+    /// (not stored, not broadcast) and counted, and its sender stays connected.
+    #[arg(
+        long,
+        env = "CLOUDLINK_MAX_VALUE_BYTES",
+        default_value_t = 100_000,
+        value_name = "BYTES"
+    )]
+    pub max_value_bytes: usize,
+
+    /// Scratch sets a second one connection may have broadcast one by one (0:
+    /// no limit). Past it, the latest value of each variable is applied when
+    /// the second ends, so the room still ends as the client set it.
+    #[arg(
+        long,
+        env = "CLOUDLINK_MAX_SETS_PER_SECOND",
+        default_value_t = 0,
+        value_name = "SETS"
+    )]
+    pub max_sets_per_second: u32,
+
+    /// Which Scratch values are accepted; others are dropped and counted.
+    #[arg(long, env = "CLOUDLINK_VALUES", value_enum, default_value_t = Values::Any)]
+    pub values: Values,
 
     /// Where Scratch cloud variables are kept: a store file (created if
     /// missing; one server per file), or `memory` to keep them only while a
@@ -210,6 +261,17 @@ pub struct Cli {
 /// The store file used when `--store` is not given, in the working directory.
 pub const DEFAULT_STORE: &str = "cloudlink-store.redb";
 
+/// Which Scratch values are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Values {
+    /// Any JSON value, as CloudLink 0.2.0.
+    Any,
+    /// Strings and numbers.
+    Text,
+    /// Scratch's and TurboWarp's rule: a finite number or a decimal string.
+    Numbers,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -228,7 +290,16 @@ impl Cli {
             .max_frame_bytes(self.max_frame_bytes)
             .message_rate(self.message_rate, self.message_burst)
             .max_rooms_per_client(self.max_rooms_per_client)
-            .max_variables_per_room(self.max_variables_per_project)
+            .max_variables_per_room(usize::try_from(self.max_room_variables).unwrap_or(usize::MAX))
+            .max_rooms(usize::try_from(self.max_rooms).unwrap_or(usize::MAX))
+            .max_room_clients(usize::try_from(self.max_room_clients).unwrap_or(usize::MAX))
+            .max_value_bytes(self.max_value_bytes)
+            .max_sets_per_second(self.max_sets_per_second)
+            .values(match self.values {
+                Values::Any => ValueRule::Any,
+                Values::Text => ValueRule::Text,
+                Values::Numbers => ValueRule::Numbers,
+            })
             .ping_interval(positive_seconds("--ping-interval", self.ping_interval)?)
             .flush_interval(Duration::from_millis(self.flush_interval_ms))
             .empty_room_ttl(Duration::from_secs(self.empty_room_ttl));

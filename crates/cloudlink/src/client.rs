@@ -70,6 +70,8 @@ struct Inner {
     /// Set by the first `handshake`; later ones do less (CL4) or nothing (Scratch).
     handshake: AtomicBool,
     outbox: Arc<Outbox>,
+    /// Its Scratch sets in the current second, for `--max-sets-per-second`.
+    sets: crate::set_rate::SetWindow,
 }
 
 impl fmt::Debug for Client {
@@ -109,7 +111,12 @@ impl Client {
             protocol: OnceLock::new(),
             handshake: AtomicBool::new(false),
             outbox,
+            sets: Default::default(),
         }))
+    }
+
+    pub(crate) fn set_window(&self) -> &crate::set_rate::SetWindow {
+        &self.0.sets
     }
 
     pub(crate) fn key(&self) -> u64 {

@@ -22,8 +22,9 @@ use crate::cl4::status::StatusCode;
 use crate::cl4::wire::{Packet, Val, encode};
 use crate::client::{Client, ClientInfo, Protocol};
 use crate::extension::{Command, Event, ExceptionKind, Failure, Hooks, hook};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::settings::Settings;
+use crate::settings::{Settings, ValueRule};
 use crate::store::{StoreError, VariableStore};
 
 /// The CloudLink server's state: clients, rooms, settings and hooks.
@@ -41,13 +42,14 @@ use crate::store::{StoreError, VariableStore};
 /// assert_eq!(server.client_count(), 0);
 /// ```
 #[derive(Clone)]
-pub struct CloudLink(Arc<Shared>);
+pub struct CloudLink(pub(crate) Arc<Shared>);
 
-struct Shared {
+pub(crate) struct Shared {
     settings: Settings,
     hooks: Hooks,
     registry: Registry,
     store: Option<Arc<VariableStore>>,
+    pub(crate) metrics: Metrics,
     snowflakes: snowflaked::sync::Generator,
     next_key: AtomicU64,
 }
@@ -80,6 +82,10 @@ impl CloudLink {
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.0.registry
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 
     /// The cloud-variable store, when variables are durable.
@@ -121,9 +127,14 @@ impl CloudLink {
             store.stage(records);
         }
         let store = Arc::clone(store);
-        tokio::task::spawn_blocking(move || store.commit())
+        let started = std::time::Instant::now();
+        let written = tokio::task::spawn_blocking(move || store.commit())
             .await
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+        if matches!(written, Ok(records) if records > 0) {
+            self.metrics().flushed(started.elapsed().as_secs_f64());
+        }
+        written
     }
 
     /// A new client with fresh IDs; not registered yet.
@@ -390,10 +401,48 @@ impl Builder {
         self
     }
 
-    /// Cloud variables one Scratch project may hold (default 1000); a client
-    /// that makes one more is told so and closed with 4000.
+    /// Cloud variables one Scratch project may hold (default 128, as
+    /// TurboWarp's server); a client that makes one more is told so and
+    /// closed with 4000.
     pub fn max_variables_per_room(mut self, variables: usize) -> Self {
         self.settings.max_variables_per_room = variables.max(1);
+        self
+    }
+
+    /// At most this many rooms in memory (default 16,384, as TurboWarp's
+    /// server); a Scratch handshake that would open one more is closed with 4003.
+    pub fn max_rooms(mut self, rooms: usize) -> Self {
+        self.settings.max_rooms = rooms.max(1);
+        self
+    }
+
+    /// At most this many Scratch clients in one project (default 128); one
+    /// more is closed with 4003.
+    pub fn max_room_clients(mut self, clients: usize) -> Self {
+        self.settings.max_room_clients = clients.max(1);
+        self
+    }
+
+    /// The longest Scratch value, in bytes of its text (default 100,000);
+    /// a longer one is dropped and counted, and its sender stays connected.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_value_bytes = bytes;
+        self
+    }
+
+    /// At most this many Scratch `set`s a second from one connection are
+    /// broadcast one by one (default: no limit, as TurboWarp's server). Past
+    /// it the latest value of each variable is applied when the second ends,
+    /// so the room always ends in the state the client set.
+    pub fn max_sets_per_second(mut self, sets: u32) -> Self {
+        self.settings.max_sets_per_second = (sets > 0).then_some(sets);
+        self
+    }
+
+    /// Which Scratch values are accepted (default [`ValueRule::Any`], as
+    /// CloudLink 0.2.0); others are dropped and counted.
+    pub fn values(mut self, rule: ValueRule) -> Self {
+        self.settings.values = rule;
         self
     }
 
@@ -536,6 +585,7 @@ impl Builder {
             hooks: self.hooks,
             registry: Registry::new(self.store.is_some()),
             store: self.store,
+            metrics: Metrics::default(),
             snowflakes: snowflaked::Builder::new()
                 .instance(SNOWFLAKE_INSTANCE)
                 .build(),

@@ -171,6 +171,11 @@ impl State {
         self.clients.get(&client.key()).map_or(0, |m| m.rooms.len())
     }
 
+    /// Whether a client is connected (registered and not yet forgotten).
+    pub fn is_registered(&self, client: &Client) -> bool {
+        self.clients.contains_key(&client.key())
+    }
+
     /// Whether a client is in a room.
     pub fn is_in(&self, client: &Client, room: &str) -> bool {
         self.clients

@@ -23,13 +23,20 @@ use crate::cl4::wire::encode;
 use crate::client::{Client, Protocol};
 use crate::extension::ExceptionKind;
 use crate::handle::CloudLink;
+use crate::metrics::Dropped;
 use crate::pytext;
 use crate::schema::{Field, validate};
 use crate::session::Flow;
+use crate::set_rate::{self, Admit};
 
 /// Close code: a message failed its checks.
 pub const CLOSE_PROTOCOL_ERROR: u16 = 4000;
-/// Close code: the message names a project the client is not in.
+/// Close code: the username is not allowed (TurboWarp's code; 0.2.0 gives 4000).
+pub const CLOSE_USERNAME: u16 = 4002;
+/// Close code: the server or the project is full.
+pub const CLOSE_OVERLOADED: u16 = 4003;
+/// Close code: the message names a project the client is not in, or a
+/// project id that is not allowed.
 pub const CLOSE_UNAVAILABLE: u16 = 4004;
 /// Close code: the client sent its Scratch login token.
 pub const CLOSE_SECURITY: u16 = 4005;
@@ -102,6 +109,11 @@ pub(crate) async fn handle(server: &CloudLink, client: &Client, message: Value) 
     let Some(object) = message.as_object() else {
         return Flow::Continue;
     };
+    // Before the schema, which would ignore it: a handshake's bad name gets
+    // TurboWarp's close code, which Scratch clients know.
+    if is_handshake_with_bad_name(object) && !client.is_handshaken() {
+        return refuse(server, client, CLOSE_USERNAME, "Invalid username");
+    }
     if let Err(errors) = validate(object, DEFAULT_SCHEMA) {
         hooks
             .failure(server, client, ExceptionKind::ValidationError, || {
@@ -155,6 +167,28 @@ fn sent_session_id(client: &Client) -> bool {
             .any(|c| c.to_str().is_ok_and(|c| c.contains("scratchsessionsid=")))
 }
 
+/// Characters a username may have.
+const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 1..=20;
+/// Characters a project id may have (TurboWarp's limit).
+const ROOM_ID_CHARS: std::ops::RangeInclusive<usize> = 1..=999;
+
+/// A `handshake` whose `user` is text of the wrong length: the schema would
+/// not even identify it as Scratch, but it is one, with a bad name.
+pub(crate) fn is_handshake_with_bad_name(object: &Map<String, Value>) -> bool {
+    object.get("method").and_then(Value::as_str) == Some("handshake")
+        && object
+            .get("user")
+            .and_then(Value::as_str)
+            .is_some_and(|user| !USERNAME_CHARS.contains(&user.chars().count()))
+}
+
+/// Closes a client that a limit or rule refuses, and counts it.
+fn refuse(server: &CloudLink, client: &Client, code: u16, reason: &'static str) -> Flow {
+    server.metrics().closed(code);
+    client.finish(code, reason);
+    Flow::Stop
+}
+
 /// Sends the 0.2.0 text for failed checks, then closes with 4000.
 fn validation_failed(client: &Client, errors: &crate::schema::Errors) -> Flow {
     let errors = crate::schema::errors_value(errors);
@@ -181,7 +215,27 @@ fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Value>) 
         .and_then(Value::as_str)
         .unwrap_or_default();
     let room = room_name(message.get("project_id").unwrap_or(&Value::Null));
+    if !ROOM_ID_CHARS.contains(&room.chars().count()) {
+        return refuse(server, client, CLOSE_UNAVAILABLE, "Invalid project ID");
+    }
+    let settings = server.settings();
     let mut state = server.registry().lock();
+    if state.room(&room).is_none() && state.room_total() >= settings.max_rooms {
+        drop(state);
+        return refuse(
+            server,
+            client,
+            CLOSE_OVERLOADED,
+            "Too many projects are open; try again later",
+        );
+    }
+    if state
+        .room(&room)
+        .is_some_and(|r| r.scratch.len() >= settings.max_room_clients)
+    {
+        drop(state);
+        return refuse(server, client, CLOSE_OVERLOADED, "This project is full");
+    }
     if state.room(&room).is_none()
         && let Some(store) = server.store()
     {
@@ -244,6 +298,89 @@ fn variable(
     if !errors.is_empty() {
         return validation_failed(client, &errors);
     }
+    if matches!(method, "set" | "create")
+        && let Some(value) = message.get("value")
+        && let Some(why) = refused_value(server.settings(), value)
+    {
+        server.metrics().dropped(why);
+        return Flow::Continue;
+    }
+    let Some(limit) = server.settings().max_sets_per_second else {
+        return change(server, client, method, message);
+    };
+    // Held to the end of the change: see `set_rate` for the order it keeps.
+    let mut window = client.set_window().lock();
+    let now = tokio::time::Instant::now();
+    let ended = window.take_if_ended(now);
+    if apply_waiting(server, client, ended) == Flow::Stop {
+        return Flow::Stop;
+    }
+    if method == "set" {
+        let project = room_name(message.get("project_id").unwrap_or(&Value::Null));
+        let name = message
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let value = message.get("value").unwrap_or(&Value::Null);
+        if let Admit::Waits {
+            replaced,
+            start_timer,
+        } = window.admit(limit, now, &project, name, value)
+        {
+            if replaced {
+                server.metrics().dropped(Dropped::Coalesced);
+            }
+            if start_timer {
+                let ends = window.ends_at().unwrap_or(now + set_rate::WINDOW);
+                tokio::spawn(apply_at_window_end(server.clone(), client.clone(), ends));
+            }
+            return Flow::Continue;
+        }
+    }
+    change(server, client, method, message)
+}
+
+/// Applies the values that waited out a window, in the order they came.
+fn apply_waiting(
+    server: &CloudLink,
+    client: &Client,
+    waiting: indexmap::IndexMap<(String, String), Value>,
+) -> Flow {
+    for ((project, name), value) in waiting {
+        let message = Map::from_iter([
+            ("method".to_owned(), Value::from("set")),
+            ("project_id".to_owned(), Value::from(project)),
+            ("name".to_owned(), Value::from(name)),
+            ("value".to_owned(), value),
+        ]);
+        if change(server, client, "set", &message) == Flow::Stop {
+            return Flow::Stop;
+        }
+    }
+    Flow::Continue
+}
+
+/// The timer of a window in which sets waited: applies them when the window
+/// ends, unless a set of the next window did first (then it waits for that
+/// window's end, in case more wait).
+async fn apply_at_window_end(server: CloudLink, client: Client, mut ends: tokio::time::Instant) {
+    loop {
+        tokio::time::sleep_until(ends).await;
+        let mut window = client.set_window().lock();
+        match window.ends_at() {
+            Some(later) if later > tokio::time::Instant::now() => ends = later,
+            _ => {
+                // Applied even if the client has left since: it set them.
+                let waiting = window.take_for_timer();
+                apply_waiting(&server, &client, waiting);
+                return;
+            }
+        }
+    }
+}
+
+/// Applies one validated change to its room and broadcasts it.
+fn change(server: &CloudLink, client: &Client, method: &str, message: &Map<String, Value>) -> Flow {
     let project = message.get("project_id").unwrap_or(&Value::Null);
     let room_id = room_name(project);
     let name = message
@@ -251,7 +388,9 @@ fn variable(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let mut state = server.registry().lock();
-    if !state.is_in(client, &room_id) {
+    // A client that has gone can only be here through the set timer; what it
+    // set before leaving still counts.
+    if !state.is_in(client, &room_id) && state.is_registered(client) {
         drop(state);
         let reason = format!("Invalid room ID: {}", pytext::str(project));
         client.finish(CLOSE_UNAVAILABLE, reason);
@@ -333,6 +472,9 @@ fn variable(
         _ => return Flow::Continue,
     };
     state.mark_dirty(&room_id);
+    if matches!(method, "set" | "create") {
+        server.metrics().set_accepted();
+    }
     let Some(room) = state.room(&room_id) else {
         return Flow::Continue;
     };
@@ -343,6 +485,19 @@ fn variable(
         });
     }
     Flow::Continue
+}
+
+/// Why a value may not be stored, if it may not: too long (in bytes of its
+/// text) or not allowed by the value rule.
+fn refused_value(settings: &crate::settings::Settings, value: &Value) -> Option<Dropped> {
+    let bytes = match value {
+        Value::String(text) => text.len(),
+        other => encode(other).len(),
+    };
+    if bytes > settings.max_value_bytes {
+        return Some(Dropped::TooLong);
+    }
+    (!settings.values.allows(value)).then_some(Dropped::NotAllowed)
 }
 
 /// Takes a leaving client out of its room, silently.

@@ -4,11 +4,13 @@
 //! transport's rules ([`AccessRules`]: caps, origins, trusted proxies and
 //! their real-IP header; [`Deadlines`]), and [`ServerBuilder::bind`] opens the
 //! port with [`edge::Edge`]. Every path takes a WebSocket, as in CloudLink
-//! 0.2.0; a plain HTTP request gets `426 Upgrade Required` with a sentence
-//! saying what this port is.
+//! 0.2.0; without an upgrade, `GET /metrics` serves the Prometheus page and
+//! any other request gets `426 Upgrade Required` with a sentence saying what
+//! this port is.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -120,9 +122,11 @@ impl ServerBuilder {
             permessage_deflate: false,
         })
         .await?;
+        let metrics = Arc::new(crate::metrics::registry(&cloudlink, &edge));
         let app = Router::new().fallback(any_path).with_state(AppState {
             cloudlink: cloudlink.clone(),
             websockets: edge.websockets(),
+            metrics,
         });
         let serving = edge.serve(app);
         info!(
@@ -166,11 +170,28 @@ async fn flush_every_interval(cloudlink: CloudLink, stop: CancellationToken) {
 struct AppState {
     cloudlink: CloudLink,
     websockets: WebSockets,
+    metrics: Arc<prometheus_client::registry::Registry>,
 }
 
-/// Every path: a WebSocket becomes a CloudLink session.
+/// Every path: a WebSocket becomes a CloudLink session. Without an upgrade,
+/// `GET /metrics` is the operators' page and every other request is told
+/// what this port is.
 async fn any_path(State(state): State<AppState>, request: Request) -> Response {
     if !edge::wants_websocket(&request) {
+        if request.uri().path() == "/metrics" && request.method() == axum::http::Method::GET {
+            let mut page = String::new();
+            return match prometheus_client::encoding::text::encode(&mut page, &state.metrics) {
+                Ok(()) => (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    page,
+                )
+                    .into_response(),
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            };
+        }
         return (
             StatusCode::UPGRADE_REQUIRED,
             [(header::UPGRADE, "websocket")],
@@ -181,6 +202,7 @@ async fn any_path(State(state): State<AppState>, request: Request) -> Response {
     let AppState {
         cloudlink,
         websockets,
+        ..
     } = state;
     websockets.accept(request, move |mut connection: Connection| async move {
         // Fields are used in place, not bound to new names: every binding

@@ -363,7 +363,9 @@ fn identify(message: &Value) -> Option<Protocol> {
     let object = message.as_object()?;
     if validate(object, cl4::DEFAULT_SCHEMA).is_ok() {
         Some(Protocol::Cl4)
-    } else if validate(object, scratch::DEFAULT_SCHEMA).is_ok() {
+    } else if validate(object, scratch::DEFAULT_SCHEMA).is_ok()
+        || scratch::is_handshake_with_bad_name(object)
+    {
         Some(Protocol::Scratch)
     } else {
         None

@@ -1,0 +1,231 @@
+//! The Scratch host's limits over real sockets, each with the close code
+//! TurboWarp's server uses (which Scratch clients know), and the values that
+//! are dropped and counted rather than closed.
+
+mod common;
+
+use cloudlink::{CloudLink, ValueRule};
+use common::{Client, start};
+use serde_json::{Value, json};
+
+fn handshake(project: &str, user: &str) -> Value {
+    json!({"method": "handshake", "project_id": project, "user": user})
+}
+
+fn set(project: &str, name: &str, value: Value) -> Value {
+    json!({"method": "set", "project_id": project, "name": name, "value": value})
+}
+
+fn got_set(name: &str, value: Value) -> Value {
+    json!({"method": "set", "name": name, "value": value})
+}
+
+/// A fresh variable's own echo must be the very next message: proves that
+/// nothing sent before it was broadcast.
+async fn barrier(client: &mut Client, project: &str, n: u32) {
+    let name = format!("barrier {n}");
+    client.send(set(project, &name, json!(n))).await;
+    client.expect(got_set(&name, json!(n))).await;
+}
+
+async fn metrics(url: &str) -> String {
+    let addr = url.trim_start_matches("ws://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    tokio::time::timeout(common::WAIT, stream.read_to_string(&mut page))
+        .await
+        .expect("the metrics page in time")
+        .unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    page
+}
+
+#[tokio::test]
+async fn usernames_of_1_to_20_characters_else_4002() {
+    let server = start(CloudLink::builder()).await;
+    let url = server.url();
+    for bad in ["", "abcdefghijklmnopqrstu"] {
+        let mut client = Client::connect(&url, "bad name").await;
+        client.send(handshake("1", bad)).await;
+        assert_eq!(client.expect_close().await.0, Some(4002), "{bad:?}");
+    }
+    let mut good = Client::connect(&url, "good name").await;
+    // Twenty characters, one of them outside ASCII: characters, not bytes.
+    good.send(handshake("1", "ééééééééééééééééééé1")).await;
+    barrier(&mut good, "1", 1).await;
+    assert!(
+        metrics(&url)
+            .await
+            .contains(r#"cloudlink_scratch_closed_total{code="4002"} 2"#)
+    );
+}
+
+#[tokio::test]
+async fn project_ids_of_1_to_999_characters_else_4004() {
+    let server = start(CloudLink::builder()).await;
+    let url = server.url();
+    let long = "9".repeat(1000);
+    for bad in ["", long.as_str()] {
+        let mut client = Client::connect(&url, "bad id").await;
+        client.send(handshake(bad, "p")).await;
+        assert_eq!(client.expect_close().await.0, Some(4004));
+    }
+    let mut good = Client::connect(&url, "good id").await;
+    let longest = "9".repeat(999);
+    good.send(handshake(&longest, "p")).await;
+    barrier(&mut good, &longest, 1).await;
+}
+
+#[tokio::test]
+async fn a_full_project_and_a_full_server_close_with_4003() {
+    let server = start(CloudLink::builder().max_room_clients(2).max_rooms(2)).await;
+    let url = server.url();
+    let mut first = Client::connect(&url, "first").await;
+    first.send(handshake("a", "one")).await;
+    barrier(&mut first, "a", 1).await;
+    let mut second = Client::connect(&url, "second").await;
+    second.send(handshake("a", "two")).await;
+    second.expect(got_set("barrier 1", json!(1))).await;
+    barrier(&mut second, "a", 2).await;
+    let mut third = Client::connect(&url, "third").await;
+    third.send(handshake("a", "three")).await;
+    assert_eq!(
+        third.expect_close().await,
+        (Some(4003), "This project is full".into())
+    );
+
+    let mut other = Client::connect(&url, "other").await;
+    other.send(handshake("b", "four")).await;
+    barrier(&mut other, "b", 3).await;
+    // Two rooms are open: a third project is refused, the open ones are not.
+    let mut refused = Client::connect(&url, "refused").await;
+    refused.send(handshake("c", "five")).await;
+    assert_eq!(refused.expect_close().await.0, Some(4003));
+    first.expect(got_set("barrier 2", json!(2))).await;
+    barrier(&mut first, "a", 4).await;
+    assert!(
+        metrics(&url)
+            .await
+            .contains(r#"cloudlink_scratch_closed_total{code="4003"} 2"#)
+    );
+}
+
+#[tokio::test]
+async fn a_value_too_long_is_dropped_and_counted_and_its_sender_stays() {
+    let server = start(CloudLink::builder().max_value_bytes(10)).await;
+    let url = server.url();
+    let mut client = Client::connect(&url, "S").await;
+    client.send(handshake("5", "p")).await;
+    // Ten bytes of text is the limit: "ééééé" is five characters but ten bytes.
+    client.send(set("5", "v", json!("ééééé"))).await;
+    client.expect(got_set("v", json!("ééééé"))).await;
+    client.send(set("5", "v", json!("ééééé1"))).await;
+    client.send(set("5", "n", json!(12345678901_i64))).await;
+    barrier(&mut client, "5", 1).await;
+    let mut late = Client::connect(&url, "late").await;
+    late.send(handshake("5", "q")).await;
+    late.expect(got_set("v", json!("ééééé"))).await;
+    let page = metrics(&url).await;
+    assert!(
+        page.contains(r#"cloudlink_scratch_dropped_total{reason="too_long"} 2"#),
+        "{page}"
+    );
+    assert!(page.contains("cloudlink_scratch_sets_total 2"), "{page}");
+}
+
+#[tokio::test]
+async fn the_numbers_rule_drops_anything_but_numbers() {
+    let server = start(CloudLink::builder().values(ValueRule::Numbers)).await;
+    let url = server.url();
+    let mut client = Client::connect(&url, "S").await;
+    client.send(handshake("6", "p")).await;
+    for bad in [json!("hello"), json!(true), json!("1e5"), json!([1])] {
+        client.send(set("6", "v", bad)).await;
+    }
+    client.send(set("6", "v", json!("-12.5"))).await;
+    client.expect(got_set("v", json!("-12.5"))).await;
+    client.send(set("6", "v", json!(3))).await;
+    client.expect(got_set("v", json!(3))).await;
+    assert!(
+        metrics(&url)
+            .await
+            .contains(r#"cloudlink_scratch_dropped_total{reason="not_allowed"} 4"#)
+    );
+}
+
+#[tokio::test]
+async fn the_text_rule_takes_strings_and_numbers() {
+    let server = start(CloudLink::builder().values(ValueRule::Text)).await;
+    let mut client = Client::connect(&server.url(), "S").await;
+    client.send(handshake("8", "p")).await;
+    client.send(set("8", "v", json!({"a": 1}))).await;
+    client.send(set("8", "v", json!(null))).await;
+    client.send(set("8", "v", json!("letters too"))).await;
+    client.expect(got_set("v", json!("letters too"))).await;
+}
+
+#[tokio::test]
+async fn metrics_report_clients_rooms_and_the_edge() {
+    let server = start(CloudLink::builder()).await;
+    let url = server.url();
+    let mut client = Client::connect(&url, "S").await;
+    client.send(handshake("9", "p")).await;
+    barrier(&mut client, "9", 1).await;
+    let page = metrics(&url).await;
+    for line in [
+        "cloudlink_clients 1",
+        "cloudlink_rooms 1",
+        "cloudlink_open_sockets",
+        "cloudlink_socket_budget",
+    ] {
+        assert!(page.contains(line), "{line} missing from\n{page}");
+    }
+}
+
+#[tokio::test]
+async fn past_the_set_rate_the_latest_value_lands_when_the_second_ends() {
+    let server = start(
+        CloudLink::builder()
+            .max_sets_per_second(3)
+            .message_rate(0, 0),
+    )
+    .await;
+    let url = server.url();
+    let mut writer = Client::connect(&url, "writer").await;
+    writer.send(handshake("10", "w")).await;
+    let mut watcher = Client::connect(&url, "watcher").await;
+    watcher.send(handshake("10", "r")).await;
+    barrier(&mut watcher, "10", 1).await;
+    writer.expect(got_set("barrier 1", json!(1))).await;
+    // Ten sets at once: three are broadcast now, then only the last value
+    // of each variable, when the second ends.
+    for n in 1..=8 {
+        writer.send(set("10", "x", json!(n))).await;
+    }
+    writer.send(set("10", "y", json!("a"))).await;
+    writer.send(set("10", "y", json!("b"))).await;
+    for n in 1..=2 {
+        watcher.expect(got_set("x", json!(n))).await;
+    }
+    watcher.expect(got_set("x", json!(3))).await;
+    // Nothing else until the window ends: then x=8 and y="b", in the order
+    // their variables first waited.
+    watcher.expect(got_set("x", json!(8))).await;
+    watcher.expect(got_set("y", json!("b"))).await;
+    let page = metrics(&url).await;
+    assert!(
+        page.contains(r#"cloudlink_scratch_dropped_total{reason="over_rate"} 5"#),
+        "{page}"
+    );
+    // A late joiner sees the end state.
+    let mut late = Client::connect(&url, "late").await;
+    late.send(handshake("10", "l")).await;
+    late.expect(got_set("barrier 1", json!(1))).await;
+    late.expect(got_set("x", json!(8))).await;
+    late.expect(got_set("y", json!("b"))).await;
+}
