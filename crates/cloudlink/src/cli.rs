@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use cloudlink::{
-    AccessRules, Builder, CloudLink, Deadlines, IpNet, ServerBuilder, ValueRule, VariableStore,
+    AccessRules, Builder, CloudLink, Deadlines, HostRuleFiles, HostRules, IpNet, ServerBuilder,
+    ValueRule, VariableStore,
 };
 use edge::values::{parse_network, positive_seconds};
 
@@ -194,6 +195,27 @@ pub struct Cli {
     )]
     pub max_sets_per_second: u32,
 
+    /// A file of case-insensitive regular expressions, one a line; a Scratch
+    /// username whose letters and digits match one is closed with 4002.
+    /// Read again on SIGHUP.
+    #[arg(long, env = "CLOUDLINK_USERNAME_FILTER", value_name = "FILE")]
+    pub username_filter: Option<PathBuf>,
+
+    /// A file of project ids, one a line: only these may be joined (others:
+    /// 4004). Read again on SIGHUP.
+    #[arg(long, env = "CLOUDLINK_PROJECT_ALLOW", value_name = "FILE")]
+    pub project_allow: Option<PathBuf>,
+
+    /// A file of project ids, one a line, that may not be joined (4004).
+    /// Read again on SIGHUP.
+    #[arg(long, env = "CLOUDLINK_PROJECT_BLOCK", value_name = "FILE")]
+    pub project_block: Option<PathBuf>,
+
+    /// Refuse Scratch clients that send no User-Agent header: a text saying
+    /// why, then close 4006.
+    #[arg(long, env = "CLOUDLINK_REQUIRE_USER_AGENT")]
+    pub require_user_agent: bool,
+
     /// Which Scratch values are accepted; others are dropped and counted.
     #[arg(long, env = "CLOUDLINK_VALUES", value_enum, default_value_t = Values::Any)]
     pub values: Values,
@@ -231,11 +253,13 @@ pub struct Cli {
     )]
     pub empty_room_ttl: u64,
 
-    /// Seconds a new connection has to send its first message before it is closed with 1008.
+    /// Seconds a new connection has to send its first message (a Scratch
+    /// client's handshake) before it is closed with 1008.
     #[arg(
         long,
+        alias = "handshake-timeout",
         env = "CLOUDLINK_JOIN_TIMEOUT",
-        default_value_t = 20.0,
+        default_value_t = 30.0,
         value_name = "SECONDS"
     )]
     pub join_timeout: f64,
@@ -244,7 +268,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "CLOUDLINK_PING_INTERVAL",
-        default_value_t = 20.0,
+        default_value_t = 30.0,
         value_name = "SECONDS"
     )]
     pub ping_interval: f64,
@@ -312,6 +336,7 @@ impl Cli {
             })?;
             builder = builder.store(store);
         }
+        builder = builder.host_rules(HostRules::load(&self.host_rule_files())?);
         if let Some(motd) = &self.motd {
             builder = builder.motd(motd);
         }
@@ -322,6 +347,16 @@ impl Cli {
             builder = builder.disable_command(command);
         }
         Ok(builder)
+    }
+
+    /// The files of the host's rules, read at start and on SIGHUP.
+    pub fn host_rule_files(&self) -> HostRuleFiles {
+        HostRuleFiles {
+            username_filter: self.username_filter.clone(),
+            project_allow: self.project_allow.clone(),
+            project_block: self.project_block.clone(),
+            require_user_agent: self.require_user_agent,
+        }
     }
 
     /// Where and how to listen.

@@ -10,8 +10,8 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use edge::outbox::Outbox;
@@ -22,6 +22,7 @@ use crate::cl4::status::StatusCode;
 use crate::cl4::wire::{Packet, Val, encode};
 use crate::client::{Client, ClientInfo, Protocol};
 use crate::extension::{Command, Event, ExceptionKind, Failure, Hooks, hook};
+use crate::host_rules::HostRules;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::settings::{Settings, ValueRule};
@@ -49,6 +50,7 @@ pub(crate) struct Shared {
     hooks: Hooks,
     registry: Registry,
     store: Option<Arc<VariableStore>>,
+    host_rules: RwLock<Arc<HostRules>>,
     pub(crate) metrics: Metrics,
     snowflakes: snowflaked::sync::Generator,
     next_key: AtomicU64,
@@ -82,6 +84,38 @@ impl CloudLink {
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.0.registry
+    }
+
+    /// The host's rules in force now.
+    pub(crate) fn host_rules_now(&self) -> Arc<HostRules> {
+        Arc::clone(&self.0.host_rules.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts new host rules in force (a SIGHUP reload, say) and closes the
+    /// Scratch clients they refuse, each with its close code; everyone the
+    /// new rules admit stays. Returns how many were closed.
+    pub fn replace_host_rules(&self, rules: HostRules) -> usize {
+        *self.0.host_rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+        let rules = self.host_rules_now();
+        let state = self.registry().lock();
+        let mut closed = 0;
+        for client in state.clients() {
+            if client.protocol() != Some(Protocol::Scratch) || !client.is_handshaken() {
+                continue;
+            }
+            let username = client.username().unwrap_or_default();
+            let has_user_agent = client
+                .headers()
+                .contains_key(axum::http::header::USER_AGENT);
+            for project in state.rooms_of(client) {
+                if let Err(refusal) = rules.check(username, &project, has_user_agent) {
+                    crate::scratch::refuse_by_rule(self, client, refusal);
+                    closed += 1;
+                    break;
+                }
+            }
+        }
+        closed
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -318,6 +352,7 @@ pub struct Builder {
     settings: Settings,
     hooks: Hooks,
     store: Option<Arc<VariableStore>>,
+    host_rules: HostRules,
 }
 
 impl fmt::Debug for Builder {
@@ -372,7 +407,7 @@ impl Builder {
         self
     }
 
-    /// How often clients are pinged (default 20 s); one silent for two periods is dropped.
+    /// How often clients are pinged (default 30 s, as TurboWarp's server); one silent for two periods is dropped.
     pub fn ping_interval(mut self, every: Duration) -> Self {
         self.settings.writer.ping_interval = every.max(Duration::from_millis(10));
         self
@@ -564,6 +599,14 @@ impl Builder {
         self
     }
 
+    /// The host's rules for Scratch clients (username filter, project lists,
+    /// `User-Agent`); see [`HostRules`]. Replace them while serving with
+    /// [`CloudLink::replace_host_rules`].
+    pub fn host_rules(mut self, rules: HostRules) -> Self {
+        self.host_rules = rules;
+        self
+    }
+
     /// How often changed variables are written to the store (default 1 s):
     /// the most a `kill -9` can lose.
     pub fn flush_interval(mut self, every: Duration) -> Self {
@@ -585,6 +628,7 @@ impl Builder {
             hooks: self.hooks,
             registry: Registry::new(self.store.is_some()),
             store: self.store,
+            host_rules: RwLock::new(Arc::new(self.host_rules)),
             metrics: Metrics::default(),
             snowflakes: snowflaked::Builder::new()
                 .instance(SNOWFLAKE_INSTANCE)

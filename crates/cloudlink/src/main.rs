@@ -26,6 +26,7 @@ async fn main() -> ExitCode {
         Err(error) => return fail(&error.to_string()),
     };
     let stop = edge::process::stop_signal();
+    let mut reload = edge::process::ReloadSignal::new();
     let variables = if cli.store == "memory" {
         "cloud variables in memory".to_owned()
     } else {
@@ -36,9 +37,40 @@ async fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         server.url()
     );
-    stop.await;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            () = reload.recv() => reload_files(&cli, &server),
+        }
+    }
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// SIGHUP: reads the host's rule files and the TLS certificate and key
+/// again. A file that does not read or parse is reported and the rules or
+/// certificate in force stay.
+fn reload_files(cli: &Cli, server: &cloudlink::RunningServer) {
+    match cloudlink::HostRules::load(&cli.host_rule_files()) {
+        Ok(rules) => {
+            let closed = server.cloudlink().replace_host_rules(rules);
+            tracing::info!(
+                closed,
+                "host rules reloaded; clients they refuse were closed"
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "host rules not reloaded; the old ones stay in force")
+        }
+    }
+    match server.reload_tls() {
+        Ok(true) => tracing::info!("TLS certificate reloaded; new connections use it"),
+        Ok(false) => {}
+        Err(error) => {
+            tracing::error!(%error, "TLS certificate not reloaded; the old one stays in use")
+        }
+    }
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -23,6 +23,7 @@ use crate::cl4::wire::encode;
 use crate::client::{Client, Protocol};
 use crate::extension::ExceptionKind;
 use crate::handle::CloudLink;
+use crate::host_rules::Refusal;
 use crate::metrics::Dropped;
 use crate::pytext;
 use crate::schema::{Field, validate};
@@ -38,6 +39,8 @@ pub const CLOSE_OVERLOADED: u16 = 4003;
 /// Close code: the message names a project the client is not in, or a
 /// project id that is not allowed.
 pub const CLOSE_UNAVAILABLE: u16 = 4004;
+/// Close code: the host requires a `User-Agent` and the client sent none.
+pub const CLOSE_IDENTIFY: u16 = 4006;
 /// Close code: the client sent its Scratch login token.
 pub const CLOSE_SECURITY: u16 = 4005;
 /// Close code (the standard "internal error"): the project's stored
@@ -182,6 +185,21 @@ pub(crate) fn is_handshake_with_bad_name(object: &Map<String, Value>) -> bool {
             .is_some_and(|user| !USERNAME_CHARS.contains(&user.chars().count()))
 }
 
+/// Sent before closing a client without a `User-Agent` when the host requires one.
+pub const IDENTIFY_YOURSELF: &str = "This server requires a User-Agent header that says who you are (your project or bot, and a way to contact you). This connection is being closed.";
+
+/// Closes a client that the host's rules refuse, with TurboWarp's code.
+pub(crate) fn refuse_by_rule(server: &CloudLink, client: &Client, refusal: Refusal) -> Flow {
+    match refusal {
+        Refusal::Username => refuse(server, client, CLOSE_USERNAME, "Username not allowed"),
+        Refusal::Project => refuse(server, client, CLOSE_UNAVAILABLE, "Project not available"),
+        Refusal::Anonymous => {
+            client.push_wire(edge::ws::text_frame(IDENTIFY_YOURSELF));
+            refuse(server, client, CLOSE_IDENTIFY, "Identify yourself")
+        }
+    }
+}
+
 /// Closes a client that a limit or rule refuses, and counts it.
 fn refuse(server: &CloudLink, client: &Client, code: u16, reason: &'static str) -> Flow {
     server.metrics().closed(code);
@@ -217,6 +235,12 @@ fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Value>) 
     let room = room_name(message.get("project_id").unwrap_or(&Value::Null));
     if !ROOM_ID_CHARS.contains(&room.chars().count()) {
         return refuse(server, client, CLOSE_UNAVAILABLE, "Invalid project ID");
+    }
+    let has_user_agent = client
+        .headers()
+        .contains_key(axum::http::header::USER_AGENT);
+    if let Err(refusal) = server.host_rules_now().check(user, &room, has_user_agent) {
+        return refuse_by_rule(server, client, refusal);
     }
     let settings = server.settings();
     let mut state = server.registry().lock();

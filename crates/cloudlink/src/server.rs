@@ -274,6 +274,13 @@ impl RunningServer {
         format!("{scheme}://{}/", self.local_addr())
     }
 
+    /// Reads the TLS certificate and key files again, e.g. after a renewal:
+    /// new handshakes get the new pair, open connections are untouched.
+    /// `Ok(false)` without TLS; on an error the old pair stays in use.
+    pub fn reload_tls(&self) -> Result<bool, StartError> {
+        self.serving.reload_tls()
+    }
+
     /// The server's state, for the extension helpers.
     pub fn cloudlink(&self) -> &CloudLink {
         &self.cloudlink

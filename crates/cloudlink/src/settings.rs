@@ -63,7 +63,7 @@ impl Default for Settings {
             max_frame_bytes: 1024 * 1024,
             outbox_frames: 1024,
             writer: WriterSettings {
-                ping_interval: Duration::from_secs(20),
+                ping_interval: Duration::from_secs(30),
                 stall_timeout: Duration::from_secs(10),
             },
             message_rate: MessageRate::new(60, 120),
