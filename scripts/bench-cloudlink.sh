@@ -62,7 +62,8 @@ fi
 ours=()
 if [ -f crates/cloudlink/Cargo.toml ]; then
   cargo build --release --locked -p cloudlink -p cloudlink-bench --bin cloudlink --bin cloudlink_bench
-  ours=(--ours "target/release/cloudlink --message-rate 0 --log-level warn --store memory")
+  # One project of 1,000 clients is past the default of 128 a project.
+  ours=(--ours "target/release/cloudlink --message-rate 0 --log-level warn --store memory --max-room-clients 100000")
 else
   echo "scripts/bench-cloudlink.sh: crates/cloudlink is not on this branch; measuring the Python server only" >&2
   cargo build --release --locked -p cloudlink-bench --bin cloudlink_bench

@@ -156,6 +156,33 @@ impl Report {
         });
     }
 
+    /// Adds the goal "ours with a durable store ≥ `at_least` × ours in memory"
+    /// for figure `key`.
+    pub fn goal_durable(
+        &mut self,
+        durable: &Pair,
+        in_memory: Option<&Figures>,
+        key: &str,
+        at_least: f64,
+    ) {
+        let outcome = match (durable.get(key).0, in_memory.and_then(|f| f.get(key))) {
+            (Some(d), Some(&m)) if m > 0.0 => {
+                let r = d / m;
+                format!(
+                    "{} ({r:.2}×)",
+                    if r >= at_least { "met" } else { "NOT met" }
+                )
+            }
+            _ => "not measured (needs the scratch and scratch-durable scenarios)".to_owned(),
+        };
+        self.goals.push(Goal {
+            text: format!(
+                "Scratch set delivered msgs/s, durable store ÷ --store memory ≥ {at_least}"
+            ),
+            outcome,
+        });
+    }
+
     /// Adds a line printed under the table.
     pub fn note(&mut self, note: String) {
         self.notes.push(note);

@@ -24,6 +24,9 @@ pub enum Scenario {
     GmsgRate,
     /// As `scratch`, at a fixed rate (`--rate`): latency without queueing.
     ScratchRate,
+    /// As `scratch`, ours only, with variables kept in a durable store (a
+    /// fresh file per run): compared with `scratch` (ours with `--store memory`).
+    ScratchDurable,
     /// Server memory per idle identified (handshake + setid) CL4 client.
     Idle,
     /// Server memory per idle CL4 client after the handshake only (no user lists).
@@ -40,10 +43,27 @@ pub async fn run(cli: &Cli) -> anyhow::Result<String> {
     .filter_map(|(t, c)| Some((t, c?)))
     .collect();
     let mut report = Report::default();
+    let mut in_memory = None;
+    let store_dir = tempfile::tempdir().context("cannot make a directory for the store")?;
     for &scenario in &cli.scenarios {
         match scenario {
             Scenario::Gmsg | Scenario::Scratch | Scenario::GmsgRate | Scenario::ScratchRate => {
-                fan_out(cli, &targets, scenario, &mut report).await?;
+                let pair = fan_out(cli, &targets, scenario, &mut report).await?;
+                if scenario == Scenario::Scratch {
+                    in_memory = pair.ours;
+                }
+            }
+            Scenario::ScratchDurable => {
+                let Some(ours) = &cli.ours else {
+                    report.note("durable-store fan-out not measured (no --ours given)".to_owned());
+                    continue;
+                };
+                // A fresh store per run: values left by an earlier run would
+                // reach new receivers as stale stamps.
+                let command = with_store(ours, &store_dir.path().join("bench-{run}.redb"));
+                let durable =
+                    fan_out(cli, &[(Target::Ours, &command)], scenario, &mut report).await?;
+                report.goal_durable(&durable, in_memory.as_ref(), "delivered_per_s", 0.9);
             }
             Scenario::Idle | Scenario::IdleHandshake => {
                 for &clients in &cli.idle_clients {
@@ -84,9 +104,10 @@ async fn fan_out(
     targets: &[(Target, &str)],
     scenario: Scenario,
     report: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Pair> {
     let (protocol, what) = match scenario {
         Scenario::Gmsg | Scenario::GmsgRate => (Protocol::Cl4, "gmsg"),
+        Scenario::ScratchDurable => (Protocol::Scratch, "Scratch set (durable store)"),
         _ => (Protocol::Scratch, "Scratch set"),
     };
     let rate = matches!(scenario, Scenario::GmsgRate | Scenario::ScratchRate).then_some(cli.rate);
@@ -130,6 +151,9 @@ async fn fan_out(
     report.row(&name, "server RSS MiB (max)", &pair, "server_rss_max_mib");
     report.row(&name, "receivers joined", &pair, "joined");
     report.row(&name, "receivers joined/s", &pair, "joins_per_s");
+    if scenario == Scenario::ScratchDurable {
+        return Ok(pair);
+    }
     if rate.is_none() {
         report.goal_ratio(
             &format!("{what} delivered msgs/s"),
@@ -143,7 +167,17 @@ async fn fan_out(
         &pair,
         "latency_p99_ms",
     );
-    Ok(())
+    Ok(pair)
+}
+
+/// Our command with its variables kept in the store at `path` instead of
+/// where (or whether) the command keeps them.
+fn with_store(command: &str, path: &std::path::Path) -> String {
+    let mut words: Vec<&str> = command.split_whitespace().collect();
+    if let Some(at) = words.iter().position(|w| *w == "--store") {
+        words.drain(at..(at + 2).min(words.len()));
+    }
+    format!("{} --store {}", words.join(" "), path.display())
 }
 
 async fn idle_memory(
@@ -223,8 +257,10 @@ async fn measure(
         targets.iter().map(|&(t, _)| (t, Vec::new())).collect();
     for run in 0..cli.runs.max(1) {
         for (i, &(target, command)) in targets.iter().enumerate() {
+            // `{run}` in a command becomes the run's number (see `with_store`).
+            let command = command.replace("{run}", &run.to_string());
             let mut server =
-                ServerProc::start(command, target.label(), cli.host, &cli.logs).await?;
+                ServerProc::start(&command, target.label(), cli.host, &cli.logs).await?;
             let figures = scenario(&mut server)
                 .await
                 .with_context(|| format!("{what} against the {} server failed", target.label()))?;
