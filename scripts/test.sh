@@ -4,14 +4,16 @@
 # d-back's built-in page in headless Chromium, the documentation examples,
 # the d_back Python package's tests (scripts/test-python.sh), the
 # cloudlink server against the real CloudLink Python client
-# (scripts/test-cloudlink-client.sh), and the CloudLink benchmark's load
-# generator in smoke mode.
+# (scripts/test-cloudlink-client.sh) and its Scratch cloud variables against
+# scratchattach, across a restart (scripts/test-scratch-client.sh), and the
+# CloudLink benchmark's load generator in smoke mode.
 #
-# Needs the Rust toolchain, Chromium, python3 (3.9+, with venv; PyPI the
-# first time, for maturin, pytest and websockets) and Python 3.11 with venv
-# (for the CloudLink client, from PyPI). Chromium is installed with apt-get
-# when it is missing and we may (root on Debian/Ubuntu); otherwise this stops
-# and says how to install it. Nothing is skipped.
+# Needs the Rust toolchain, Chromium, python3 (3.9+, with venv; 3.10+ for
+# scratchattach; PyPI the first time, for maturin, pytest, websockets and
+# scratchattach) and Python 3.11 with venv (for the CloudLink client, from
+# PyPI). Chromium is installed with apt-get when it is missing and we may
+# (root on Debian/Ubuntu); otherwise this stops and says how to install it.
+# Nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +55,7 @@ cargo build -p d-back --no-default-features --lib --locked
 
 ./scripts/test-python.sh
 ./scripts/test-cloudlink-client.sh
+./scripts/test-scratch-client.sh
 
 # The CloudLink benchmark's load generator end to end in smoke mode: 20
 # clients for a second per scenario against our server and against the Python
