@@ -28,6 +28,7 @@
 //! A protocol crate depends on this one, never the other way round.
 
 mod admission;
+pub mod bearer;
 pub mod deflate;
 pub mod feed;
 pub mod gate;

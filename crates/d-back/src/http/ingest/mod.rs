@@ -1,7 +1,7 @@
 //! The ingest API: how a bot written in any language feeds d-back over HTTP.
 //!
 //! Mounted under `/api/ingest/` only when an ingest token is configured; every
-//! call must carry `Authorization: Bearer <token>` (see [`auth`]) or gets `401`.
+//! call must carry `Authorization: Bearer <token>` (see [`edge::bearer`]) or gets `401`.
 //! Each endpoint writes into the [`Store`], which tells the watching browsers.
 //! A body that is not the expected JSON gets `400` with a sentence naming the
 //! field, one over the size limit `413`, a server that is not listed `404`.
@@ -14,7 +14,6 @@
 //!
 //! This module never logs the token or request bodies.
 
-mod auth;
 mod bodies;
 
 use std::collections::HashMap;
@@ -34,11 +33,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::protocol::PresenceUpdate;
 use crate::provider::{Store, UnknownServer};
-use auth::Token;
 use bodies::{
     ClientIdBody, Delivered, ErrorBody, MessageBody, PresenceBody, ServerListBody, ServersReplaced,
     UsersBody, UsersReplaced,
 };
+use edge::bearer::Token;
 
 /// Largest body accepted (a whole roster of a big guild fits).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -157,9 +156,11 @@ impl From<UnknownServer> for Failure {
 async fn authenticate(State(ingest): State<Ingest>, request: Request, next: Next) -> Response {
     match ingest.token.check(request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(refusal) => {
-            Failure(StatusCode::UNAUTHORIZED, refusal.sentence().to_owned()).into_response()
-        }
+        Err(refusal) => Failure(
+            StatusCode::UNAUTHORIZED,
+            refusal.sentence("the ingest token"),
+        )
+        .into_response(),
     }
 }
 

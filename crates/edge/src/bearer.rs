@@ -1,4 +1,5 @@
-//! The ingest API's door: `Authorization: Bearer <token>`, checked in constant time.
+//! The door of an operator's HTTP API (d-back's ingest API, CloudLink's
+//! admin API): `Authorization: Bearer <token>`, checked in constant time.
 //!
 //! The scheme name is matched without regard to case (`bearer`, `BEARER`), as
 //! RFC 7235 section 2.1 asks of every auth scheme: HTTP libraries and proxies
@@ -16,7 +17,7 @@ use subtle::ConstantTimeEq;
 /// The configured token, kept so that checking a guess reveals neither its
 /// content nor its length.
 #[derive(Clone)]
-pub(super) struct Token {
+pub struct Token {
     /// The bearer token callers must present.
     secret: Arc<[u8]>,
     /// Keyed hashing, so that comparing tokens reveals neither content nor length.
@@ -27,7 +28,7 @@ pub(super) struct Token {
 
 /// Why a request was not let in; each has a sentence the caller can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Refusal {
+pub enum Refusal {
     /// No `Authorization` header, or not the `Bearer` scheme.
     Missing,
     /// A bearer token, but not the configured one.
@@ -35,17 +36,33 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    /// What to tell the caller.
-    pub(super) fn sentence(self) -> &'static str {
+    /// What to tell the caller; `token` names the token, e.g. `the ingest token`.
+    ///
+    /// ```
+    /// use edge::bearer::Refusal;
+    /// assert_eq!(
+    ///     Refusal::Wrong.sentence("the admin token"),
+    ///     "the admin token is wrong"
+    /// );
+    /// ```
+    pub fn sentence(self, token: &str) -> String {
         match self {
-            Refusal::Missing => "send the ingest token as 'Authorization: Bearer <token>'",
-            Refusal::Wrong => "the ingest token is wrong",
+            Refusal::Missing => format!("send {token} as 'Authorization: Bearer <token>'"),
+            Refusal::Wrong => format!("{token} is wrong"),
         }
     }
 }
 
+/// Shows no part of the secret.
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
 impl Token {
-    pub(super) fn new(secret: &str) -> Self {
+    /// The token callers must present.
+    pub fn new(secret: &str) -> Self {
         let hasher = RandomState::new();
         let digest = keyed_digest(&hasher, secret.as_bytes());
         Self {
@@ -56,7 +73,7 @@ impl Token {
     }
 
     /// Lets the request in, or says why not.
-    pub(super) fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
