@@ -273,6 +273,17 @@ pub struct Cli {
     )]
     pub ping_interval: f64,
 
+    /// Serve the admin API under /api/ (list projects, read, set and delete
+    /// variables, delete projects) to callers sending `Authorization: Bearer
+    /// TOKEN`; its OpenAPI document is /api/openapi.json. Off without it.
+    #[arg(
+        long,
+        env = "CLOUDLINK_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
     /// Log filter, e.g. `info` or `cloudlink=debug`; overrides RUST_LOG (default: info).
     #[arg(long, env = "CLOUDLINK_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -384,6 +395,9 @@ impl Cli {
             .port(self.port)
             .access(access)
             .deadlines(deadlines);
+        if let Some(token) = &self.admin_token {
+            server = server.admin_token(token);
+        }
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             server = server.tls(cert, key);
         }

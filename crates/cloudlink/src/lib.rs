@@ -52,6 +52,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub(crate) mod cl4;
 mod client;
 mod extension;

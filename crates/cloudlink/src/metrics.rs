@@ -33,6 +33,15 @@ pub(crate) enum Dropped {
 }
 
 impl Dropped {
+    /// What was wrong with the value, for a person.
+    pub fn sentence(self) -> &'static str {
+        match self {
+            Dropped::TooLong => "longer than --max-value-bytes allows",
+            Dropped::NotAllowed => "not allowed by the --values rule",
+            Dropped::Coalesced => "replaced by a later value",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Dropped::TooLong => "too_long",

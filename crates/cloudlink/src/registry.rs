@@ -183,6 +183,11 @@ impl State {
             .is_some_and(|m| m.rooms.contains(room))
     }
 
+    /// Every room in memory.
+    pub fn rooms(&self) -> impl Iterator<Item = (&String, &Room)> {
+        self.rooms.iter()
+    }
+
     /// A room, if it exists.
     pub fn room(&self, name: &str) -> Option<&Room> {
         self.rooms.get(name)

@@ -420,11 +420,64 @@ fn change(server: &CloudLink, client: &Client, method: &str, message: &Map<Strin
         client.finish(CLOSE_UNAVAILABLE, reason);
         return Flow::Stop;
     }
-    let Some(room) = state.room_mut(&room_id) else {
-        return Flow::Continue;
+    let change = Change {
+        method,
+        name,
+        value: message.get("value"),
+        new_name: message.get("new_name").and_then(Value::as_str),
     };
-    let value = message.get("value");
-    let new_name = message.get("new_name").and_then(Value::as_str);
+    if let Applied::TooManyVariables(max) = apply(server, &mut state, &room_id, &change) {
+        drop(state);
+        let text = format!("Too many variables: a project may have at most {max}.");
+        client.push_wire(edge::ws::text_frame(&text));
+        client.finish(CLOSE_PROTOCOL_ERROR, "Too many variables");
+        return Flow::Stop;
+    }
+    Flow::Continue
+}
+
+/// One change to a project's variables, from a client or the admin API.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Change<'a> {
+    /// `set`, `create`, `rename` or `delete`.
+    pub method: &'a str,
+    pub name: &'a str,
+    /// For `set` and `create`.
+    pub value: Option<&'a Value>,
+    /// For `rename`.
+    pub new_name: Option<&'a str>,
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Changed and broadcast to the project's members.
+    Changed,
+    /// Nothing to do: the same value, or no such variable to delete.
+    Unchanged,
+    /// The project is not in memory.
+    NoRoom,
+    /// It would make one variable more than the project may hold.
+    TooManyVariables(usize),
+}
+
+/// Applies `change` to the project `room_id` in memory, marks it for the
+/// store and broadcasts it to the project's Scratch members.
+pub(crate) fn apply(
+    server: &CloudLink,
+    state: &mut crate::registry::State,
+    room_id: &str,
+    change: &Change<'_>,
+) -> Applied {
+    let Change {
+        method,
+        name,
+        value,
+        new_name,
+    } = *change;
+    let Some(room) = state.room_mut(room_id) else {
+        return Applied::NoRoom;
+    };
     let has = |name: &str| room.variables.contains_key(name);
     let grows = match method {
         "set" | "create" => !has(name),
@@ -433,17 +486,13 @@ fn change(server: &CloudLink, client: &Client, method: &str, message: &Map<Strin
     };
     let max = server.settings().max_variables_per_room;
     if grows && room.variables.len() >= max {
-        drop(state);
-        let text = format!("Too many variables: a project may have at most {max}.");
-        client.push_wire(edge::ws::text_frame(&text));
-        client.finish(CLOSE_PROTOCOL_ERROR, "Too many variables");
-        return Flow::Stop;
+        return Applied::TooManyVariables(max);
     }
     let (update, urgency) = match (method, value, new_name) {
         ("set", Some(value), _) => {
             // Exact JSON equality: 1, 1.0 and true are different values.
             if room.variables.get(name) == Some(value) {
-                return Flow::Continue;
+                return Applied::Unchanged;
             }
             room.variables.insert(name.to_owned(), value.clone());
             let key = format!("set\0{room_id}\0{}\0{name}", room.generation);
@@ -482,7 +531,7 @@ fn change(server: &CloudLink, client: &Client, method: &str, message: &Map<Strin
         }
         ("delete", _, _) => {
             if room.variables.shift_remove(name).is_none() {
-                return Flow::Continue;
+                return Applied::Unchanged;
             }
             room.generation += 1;
             let update = Update {
@@ -493,14 +542,7 @@ fn change(server: &CloudLink, client: &Client, method: &str, message: &Map<Strin
             };
             (update.wire(), Urgency::Essential)
         }
-        _ => return Flow::Continue,
-    };
-    state.mark_dirty(&room_id);
-    if matches!(method, "set" | "create") {
-        server.metrics().set_accepted();
-    }
-    let Some(room) = state.room(&room_id) else {
-        return Flow::Continue;
+        _ => return Applied::Unchanged,
     };
     for member in room.scratch.values() {
         member.push(Frame {
@@ -508,12 +550,19 @@ fn change(server: &CloudLink, client: &Client, method: &str, message: &Map<Strin
             wire: update.clone(),
         });
     }
-    Flow::Continue
+    state.mark_dirty(room_id);
+    if matches!(method, "set" | "create") {
+        server.metrics().set_accepted();
+    }
+    Applied::Changed
 }
 
 /// Why a value may not be stored, if it may not: too long (in bytes of its
 /// text) or not allowed by the value rule.
-fn refused_value(settings: &crate::settings::Settings, value: &Value) -> Option<Dropped> {
+pub(crate) fn refused_value(
+    settings: &crate::settings::Settings,
+    value: &Value,
+) -> Option<Dropped> {
     let bytes = match value {
         Value::String(text) => text.len(),
         other => encode(other).len(),

@@ -61,6 +61,7 @@ pub struct ServerBuilder {
     tls: Option<TlsFiles>,
     access: AccessRules,
     deadlines: Deadlines,
+    admin_token: Option<String>,
 }
 
 impl Default for ServerBuilder {
@@ -71,6 +72,7 @@ impl Default for ServerBuilder {
             tls: None,
             access: AccessRules::default(),
             deadlines: Deadlines::default(),
+            admin_token: None,
         }
     }
 }
@@ -110,6 +112,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves the admin API under `/api/` (see [`crate::admin`]) to callers
+    /// presenting this bearer token; paths under `/api/` then no longer take
+    /// WebSockets. An empty token leaves the API off.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(token.into()).filter(|t| !t.is_empty());
+        self
+    }
+
     /// Opens the port and serves `cloudlink` on it.
     pub async fn bind(self, cloudlink: CloudLink) -> Result<RunningServer, StartError> {
         let edge = Edge::bind(Settings {
@@ -123,11 +133,15 @@ impl ServerBuilder {
         })
         .await?;
         let metrics = Arc::new(crate::metrics::registry(&cloudlink, &edge));
-        let app = Router::new().fallback(any_path).with_state(AppState {
+        let every_path = Router::new().fallback(any_path).with_state(AppState {
             cloudlink: cloudlink.clone(),
             websockets: edge.websockets(),
             metrics,
         });
+        let app = match &self.admin_token {
+            Some(token) => crate::admin::router(cloudlink.clone(), token).merge(every_path),
+            None => every_path,
+        };
         let serving = edge.serve(app);
         info!(
             local_addr = %serving.local_addr(),

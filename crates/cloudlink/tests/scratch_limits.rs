@@ -30,18 +30,8 @@ async fn barrier(client: &mut Client, project: &str, n: u32) {
 
 async fn metrics(url: &str) -> String {
     let addr = url.trim_start_matches("ws://").trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut page = String::new();
-    tokio::time::timeout(common::WAIT, stream.read_to_string(&mut page))
-        .await
-        .expect("the metrics page in time")
-        .unwrap();
-    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let (status, page) = common::http(addr.parse().unwrap(), "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200, "{page}");
     page
 }
 
