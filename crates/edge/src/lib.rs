@@ -32,6 +32,7 @@ pub mod bearer;
 pub mod deflate;
 pub mod feed;
 pub mod gate;
+pub mod http_api;
 mod io;
 mod metrics;
 pub mod outbox;

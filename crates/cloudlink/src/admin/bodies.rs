@@ -55,9 +55,3 @@ pub(crate) struct Changed {
     /// `false` when the variable already had that value (nothing was sent).
     pub changed: bool,
 }
-
-/// A refused call: a sentence saying why.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct ErrorBody {
-    pub error: String,
-}

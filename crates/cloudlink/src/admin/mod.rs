@@ -3,7 +3,7 @@
 //!
 //! Mounted under `/api/` only when an admin token is configured
 //! (`--admin-token`); every call but the OpenAPI document needs
-//! `Authorization: Bearer <token>` (see [`edge::bearer`]) or gets `401`. With
+//! `Authorization: Bearer <token>` (see [`edge::http_api`]) or gets `401`. With
 //! it mounted, paths under `/api/` are this API and no longer take
 //! WebSockets; every other path still does. A change made here is applied
 //! and broadcast exactly as a client's `set` or `delete` would be, and
@@ -17,19 +17,17 @@ mod bodies;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::get;
 use axum::{Json, Router};
-use edge::bearer::Token;
+use edge::http_api::{BearerScheme, Door, ErrorBody, Failure, authenticate, document_route};
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::handle::CloudLink;
 use crate::scratch::{self, Applied, Change};
-use bodies::{Changed, ErrorBody, Room, RoomList, RoomSummary, VariableBody};
+use bodies::{Changed, Room, RoomList, RoomSummary, VariableBody};
 
 /// Largest body accepted: a value at the largest `--max-value-bytes` and then some.
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -37,15 +35,12 @@ const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 #[derive(Clone)]
 struct Admin {
     cloudlink: CloudLink,
-    token: Token,
 }
 
 /// The admin routes, ready to merge into the server's router.
 pub(crate) fn router(cloudlink: CloudLink, token: &str) -> Router {
-    let state = Admin {
-        cloudlink,
-        token: Token::new(token),
-    };
+    let state = Admin { cloudlink };
+    let door = Door::new(token, "the admin token");
     let protected = Router::new()
         .route("/api/rooms", get(list_rooms))
         .route("/api/rooms/{id}", get(read_room).delete(delete_room))
@@ -53,22 +48,10 @@ pub(crate) fn router(cloudlink: CloudLink, token: &str) -> Router {
             "/api/rooms/{id}/variables/{name}",
             axum::routing::put(set_variable).delete(delete_variable),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(door, authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
-    let document = Bytes::from(
-        AdminApi::openapi()
-            .to_pretty_json()
-            .expect("the document is plain JSON"),
-    );
-    Router::new()
-        .route(
-            "/api/openapi.json",
-            get(move || async move {
-                ([(header::CONTENT_TYPE, "application/json")], document).into_response()
-            }),
-        )
-        .merge(protected)
+    document_route(&AdminApi::openapi()).merge(protected)
 }
 
 /// The OpenAPI 3.1 description of the admin API.
@@ -86,54 +69,13 @@ pub fn document() -> utoipa::openapi::OpenApi {
             document needs `Authorization: Bearer <token>`. A change is applied, broadcast to the \
             project's clients and stored exactly as a client's would be."
     ),
-    paths(list_rooms, read_room, delete_room, set_variable, delete_variable, openapi_document),
-    modifiers(&BearerScheme)
+    paths(list_rooms, read_room, delete_room, set_variable, delete_variable, edge::http_api::openapi_document),
+    modifiers(&ADMIN_TOKEN)
 )]
 struct AdminApi;
 
-struct BearerScheme;
-
-impl utoipa::Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The value of --admin-token (CLOUDLINK_ADMIN_TOKEN)."))
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// A refused call: status and a sentence for the caller.
-struct Failure(StatusCode, String);
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let mut response = (self.0, Json(ErrorBody { error: self.1 })).into_response();
-        if self.0 == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        response
-    }
-}
-
-async fn authenticate(State(admin): State<Admin>, request: Request, next: Next) -> Response {
-    match admin.token.check(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => Failure(
-            StatusCode::UNAUTHORIZED,
-            refusal.sentence("the admin token"),
-        )
-        .into_response(),
-    }
-}
+const ADMIN_TOKEN: BearerScheme =
+    BearerScheme("The value of --admin-token (CLOUDLINK_ADMIN_TOKEN).");
 
 fn no_project(id: &str) -> Failure {
     Failure(
@@ -149,16 +91,6 @@ fn store_failed(error: crate::StoreError) -> Failure {
         "the cloud-variable store could not be read; see the server's log".to_owned(),
     )
 }
-
-/// Serves this document (the route itself is a closure in [`router`]).
-#[utoipa::path(
-    get,
-    path = "/api/openapi.json",
-    summary = "This document",
-    responses((status = 200, description = "The OpenAPI 3.1 description of this API.", content_type = "application/json"))
-)]
-#[allow(dead_code)]
-fn openapi_document() {}
 
 /// Every Scratch project in memory: those with clients, and emptied ones kept for the store.
 #[utoipa::path(

@@ -174,11 +174,3 @@ pub(super) struct Delivered {
     /// How many watching browsers were sent the frame (0 when nobody watches).
     pub delivered: usize,
 }
-
-/// Every refusal: one sentence that says what to change.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Error, example = json!({"error": "invalid JSON body: missing field `uid` at line 1 column 18"}))]
-pub(super) struct ErrorBody {
-    /// What went wrong and what to do about it.
-    pub error: String,
-}

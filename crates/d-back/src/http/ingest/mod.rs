@@ -1,7 +1,7 @@
 //! The ingest API: how a bot written in any language feeds d-back over HTTP.
 //!
 //! Mounted under `/api/ingest/` only when an ingest token is configured; every
-//! call must carry `Authorization: Bearer <token>` (see [`edge::bearer`]) or gets `401`.
+//! call must carry `Authorization: Bearer <token>` (see [`edge::http_api`]) or gets `401`.
 //! Each endpoint writes into the [`Store`], which tells the watching browsers.
 //! A body that is not the expected JSON gets `400` with a sentence naming the
 //! field, one over the size limit `413`, a server that is not listed `404`.
@@ -20,24 +20,24 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{post, put};
 use axum::{Json, Router};
+use edge::http_api::{BearerScheme, Door, Failure, authenticate, document_route};
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::protocol::PresenceUpdate;
 use crate::provider::{Store, UnknownServer};
 use bodies::{
-    ClientIdBody, Delivered, ErrorBody, MessageBody, PresenceBody, ServerListBody, ServersReplaced,
-    UsersBody, UsersReplaced,
+    ClientIdBody, Delivered, MessageBody, PresenceBody, ServerListBody, ServersReplaced, UsersBody,
+    UsersReplaced,
 };
-use edge::bearer::Token;
+use edge::http_api::ErrorBody;
 
 /// Largest body accepted (a whole roster of a big guild fits).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -46,39 +46,22 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 struct Ingest {
     store: Store,
-    /// Who may call.
-    token: Token,
 }
 
 /// The ingest routes, with their own state, ready to merge into the main router.
 pub(crate) fn router(store: Store, token: &str) -> Router {
-    let state = Ingest {
-        store,
-        token: Token::new(token),
-    };
+    let state = Ingest { store };
+    let door = Door::new(token, "the ingest token");
     let protected = Router::new()
         .route("/api/ingest/servers", put(replace_servers))
         .route("/api/ingest/servers/{server}/users", put(replace_users))
         .route("/api/ingest/servers/{server}/presence", post(presence))
         .route("/api/ingest/servers/{server}/messages", post(message))
         .route("/api/ingest/client-id", put(client_id))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(door, authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
-    // Rendered once: the document only changes with the code.
-    let document = Bytes::from(
-        document()
-            .to_pretty_json()
-            .expect("the document is plain JSON"),
-    );
-    Router::new()
-        .route(
-            "/api/openapi.json",
-            get(move || async move {
-                ([(header::CONTENT_TYPE, "application/json")], document).into_response()
-            }),
-        )
-        .merge(protected)
+    document_route(&document()).merge(protected)
 }
 
 /// The OpenAPI 3.1 description of the ingest API.
@@ -104,45 +87,14 @@ pub(crate) fn document() -> utoipa::openapi::OpenApi {
         presence,
         message,
         client_id,
-        openapi_document
+        edge::http_api::openapi_document
     ),
-    modifiers(&BearerScheme)
+    modifiers(&INGEST_TOKEN)
 )]
 struct IngestApi;
 
-/// Adds the `bearer` security scheme the operations refer to.
-struct BearerScheme;
-
-impl utoipa::Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The value of --ingest-token (D_BACK_INGEST_TOKEN)."))
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// A failed call: status and a sentence for the caller.
-struct Failure(StatusCode, String);
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let mut response = (self.0, Json(ErrorBody { error: self.1 })).into_response();
-        if self.0 == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        response
-    }
-}
+const INGEST_TOKEN: BearerScheme =
+    BearerScheme("The value of --ingest-token (D_BACK_INGEST_TOKEN).");
 
 impl From<UnknownServer> for Failure {
     fn from(error: UnknownServer) -> Self {
@@ -150,17 +102,6 @@ impl From<UnknownServer> for Failure {
             StatusCode::NOT_FOUND,
             format!("{error}; list it first with PUT /api/ingest/servers"),
         )
-    }
-}
-
-async fn authenticate(State(ingest): State<Ingest>, request: Request, next: Next) -> Response {
-    match ingest.token.check(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => Failure(
-            StatusCode::UNAUTHORIZED,
-            refusal.sentence("the ingest token"),
-        )
-        .into_response(),
     }
 }
 
@@ -188,16 +129,6 @@ fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result<T, 
 fn bad(message: String) -> Failure {
     Failure(StatusCode::BAD_REQUEST, message)
 }
-
-/// Serves this document (the route itself is a closure in [`router`]).
-#[utoipa::path(
-    get,
-    path = "/api/openapi.json",
-    summary = "This document",
-    responses((status = 200, description = "The OpenAPI 3.1 description of this API.", content_type = "application/json"))
-)]
-#[allow(dead_code)]
-fn openapi_document() {}
 
 /// Replaces the whole server list, keyed by snowflake. Servers no longer
 /// listed lose their users; the first server is the default if none is marked.
