@@ -273,6 +273,16 @@ pub struct Cli {
     )]
     pub ping_interval: f64,
 
+    /// Changes kept in each Scratch project's log (in memory and in the
+    /// store), which the admin API reads; 0 keeps none.
+    #[arg(
+        long,
+        env = "CLOUDLINK_HISTORY",
+        default_value_t = 100,
+        value_name = "CHANGES"
+    )]
+    pub history: usize,
+
     /// Serve the admin API under /api/ (list projects, read, set and delete
     /// variables, delete projects) to callers sending `Authorization: Bearer
     /// TOKEN`; its OpenAPI document is /api/openapi.json. Off without it.
@@ -330,6 +340,7 @@ impl Cli {
             .max_room_clients(usize::try_from(self.max_room_clients).unwrap_or(usize::MAX))
             .max_value_bytes(self.max_value_bytes)
             .max_sets_per_second(self.max_sets_per_second)
+            .history(self.history)
             .values(match self.values {
                 Values::Any => ValueRule::Any,
                 Values::Text => ValueRule::Text,

@@ -474,6 +474,13 @@ impl Builder {
         self
     }
 
+    /// How many of its last changes each project's log keeps (default 100;
+    /// 0 keeps none), in memory and in the store; the admin API reads it.
+    pub fn history(mut self, changes: usize) -> Self {
+        self.settings.history = changes;
+        self
+    }
+
     /// Which Scratch values are accepted (default [`ValueRule::Any`], as
     /// CloudLink 0.2.0); others are dropped and counted.
     pub fn values(mut self, rule: ValueRule) -> Self {

@@ -57,6 +57,7 @@ pub(crate) mod cl4;
 mod client;
 mod extension;
 mod handle;
+pub mod history;
 mod host_rules;
 mod metrics;
 mod pytext;

@@ -15,7 +15,7 @@
 //! user list stays exact. Nothing under the lock waits: an outbox push never
 //! blocks (see [`edge::outbox`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use crate::client::{Client, Protocol};
+use crate::history::LogEntry;
+use crate::store::Stored;
 
 /// The clients and rooms; see the module doc.
 #[derive(Debug, Default)]
@@ -79,6 +81,8 @@ pub(crate) struct Room {
     /// Bumped by every rename and delete, so that a slow client's queued
     /// `set` frames are only merged with later ones of the same generation.
     pub generation: u64,
+    /// Its last changes, oldest first (see [`crate::history`]).
+    pub log: VecDeque<LogEntry>,
     /// When its last member left, for a room kept for the store.
     emptied: Option<Instant>,
 }
@@ -220,9 +224,10 @@ impl State {
 
     /// Puts a room read from the store into memory, unless it is there
     /// already; it counts as empty until someone subscribes.
-    pub fn insert_loaded(&mut self, name: &str, variables: IndexMap<String, Value>) {
+    pub fn insert_loaded(&mut self, name: &str, stored: Stored) {
         self.rooms.entry(name.to_owned()).or_insert_with(|| Room {
-            variables,
+            variables: stored.variables,
+            log: stored.log,
             emptied: Some(Instant::now()),
             ..Room::default()
         });
@@ -251,7 +256,7 @@ impl State {
                 let record = self
                     .rooms
                     .get(&name)
-                    .and_then(|room| crate::store::encode(&room.variables));
+                    .and_then(|room| crate::store::encode(&room.variables, &room.log));
                 (name, record)
             })
             .collect();

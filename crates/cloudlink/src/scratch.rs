@@ -23,6 +23,7 @@ use crate::cl4::wire::encode;
 use crate::client::{Client, Protocol};
 use crate::extension::ExceptionKind;
 use crate::handle::CloudLink;
+use crate::history::{self, LogEntry};
 use crate::host_rules::Refusal;
 use crate::metrics::Dropped;
 use crate::pytext;
@@ -421,6 +422,7 @@ fn change(server: &CloudLink, client: &Client, method: &str, message: &Map<Strin
         return Flow::Stop;
     }
     let change = Change {
+        user: client.username().unwrap_or_default(),
         method,
         name,
         value: message.get("value"),
@@ -439,6 +441,8 @@ fn change(server: &CloudLink, client: &Client, method: &str, message: &Map<Strin
 /// One change to a project's variables, from a client or the admin API.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Change<'a> {
+    /// Who made it, for the project's log.
+    pub user: &'a str,
     /// `set`, `create`, `rename` or `delete`.
     pub method: &'a str,
     pub name: &'a str,
@@ -470,6 +474,7 @@ pub(crate) fn apply(
     change: &Change<'_>,
 ) -> Applied {
     let Change {
+        user,
         method,
         name,
         value,
@@ -550,6 +555,17 @@ pub(crate) fn apply(
             wire: update.clone(),
         });
     }
+    let entry = LogEntry {
+        user: user.to_owned(),
+        method: method.to_owned(),
+        variable: name.to_owned(),
+        value: value
+            .filter(|_| matches!(method, "set" | "create"))
+            .cloned(),
+        new_name: new_name.filter(|_| method == "rename").map(str::to_owned),
+        time: LogEntry::now(),
+    };
+    history::record(&mut room.log, entry, server.settings().history);
     state.mark_dirty(room_id);
     if matches!(method, "set" | "create") {
         server.metrics().set_accepted();

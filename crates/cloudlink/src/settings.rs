@@ -44,6 +44,8 @@ pub(crate) struct Settings {
     pub max_value_bytes: usize,
     /// Which Scratch values are accepted; others are dropped.
     pub values: ValueRule,
+    /// Changes kept in each project's log.
+    pub history: usize,
     /// Scratch sets one connection may have broadcast a second; `None`: no limit.
     pub max_sets_per_second: Option<u32>,
     /// How often changed variables are written to the store, if there is one.
@@ -74,6 +76,7 @@ impl Default for Settings {
             max_value_bytes: 100_000,
             values: ValueRule::Any,
             max_sets_per_second: None,
+            history: 100,
             flush_interval: Duration::from_secs(1),
             empty_room_ttl: Duration::from_secs(3600),
         }

@@ -9,10 +9,11 @@
 //! build; an LSM store (fjall) is built for write volumes far beyond what
 //! cloud variables need.
 //!
-//! **What is stored.** One record per project (room): its variables in the
-//! order they were made, as a JSON array of `[name, value]` pairs, each value
-//! exactly as it was sent (a string stays a string, a number a number). A
-//! project with no variables has no record.
+//! **What is stored.** One record per project (room), a JSON object: its
+//! variables in the order they were made, as an array of `[name, value]`
+//! pairs, each value exactly as it was sent (a string stays a string, a
+//! number a number), and its [change log](crate::history). A project with no
+//! variables and no log has no record.
 //!
 //! **When.** Never one disk sync per `set`: the registry marks a room dirty
 //! when its variables change, and every flush interval the server encodes the
@@ -26,13 +27,16 @@
 //! records wait in [`VariableStore::staged`] until their commit, and
 //! [`VariableStore::load`] reads them there first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use indexmap::IndexMap;
 use redb::{Database, ReadableDatabase, TableDefinition};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::history::LogEntry;
 
 /// Project id → the encoded variables (see the module doc).
 const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("scratch_rooms");
@@ -120,9 +124,9 @@ impl VariableStore {
         self.staged.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A project's stored variables (none if it has no record): a staged
-    /// record first, then the file.
-    pub(crate) fn load(&self, room: &str) -> Result<IndexMap<String, Value>, StoreError> {
+    /// A project's stored variables and log (none if it has no record): a
+    /// staged record first, then the file.
+    pub(crate) fn load(&self, room: &str) -> Result<Stored, StoreError> {
         if let Some(staged) = self.staged().get(room) {
             return Ok(staged.as_deref().map(decode).unwrap_or_default());
         }
@@ -187,24 +191,57 @@ fn same(a: &Staged, b: &Staged) -> bool {
     }
 }
 
-/// A room's record: `None` (remove it) when it has no variables.
-pub(crate) fn encode(variables: &IndexMap<String, Value>) -> Staged {
-    if variables.is_empty() {
+/// What the store keeps of one project.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Stored {
+    pub variables: IndexMap<String, Value>,
+    pub log: VecDeque<LogEntry>,
+}
+
+impl Stored {
+    /// Whether there is nothing stored.
+    pub fn is_empty(&self) -> bool {
+        self.variables.is_empty() && self.log.is_empty()
+    }
+}
+
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    variables: Vec<(&'a String, &'a Value)>,
+    log: &'a VecDeque<LogEntry>,
+}
+
+#[derive(Deserialize)]
+struct RecordIn {
+    variables: Vec<(String, Value)>,
+    #[serde(default)]
+    log: VecDeque<LogEntry>,
+}
+
+/// A room's record: `None` (remove it) when it has neither variables nor log.
+pub(crate) fn encode(variables: &IndexMap<String, Value>, log: &VecDeque<LogEntry>) -> Staged {
+    if variables.is_empty() && log.is_empty() {
         return None;
     }
-    let pairs: Vec<(&String, &Value)> = variables.iter().collect();
-    let bytes = serde_json::to_vec(&pairs).expect("JSON values always encode");
+    let record = RecordOut {
+        variables: variables.iter().collect(),
+        log,
+    };
+    let bytes = serde_json::to_vec(&record).expect("JSON values always encode");
     Some(Arc::from(bytes))
 }
 
-/// The variables of a record; a record that does not decode (written by a
-/// future version, say) reads as none rather than stopping the room.
-fn decode(bytes: &[u8]) -> IndexMap<String, Value> {
-    serde_json::from_slice::<Vec<(String, Value)>>(bytes)
-        .map(|pairs| pairs.into_iter().collect())
+/// A record's variables and log; a record that does not decode (written by
+/// a future version, say) reads as empty rather than stopping the room.
+fn decode(bytes: &[u8]) -> Stored {
+    serde_json::from_slice::<RecordIn>(bytes)
+        .map(|record| Stored {
+            variables: record.variables.into_iter().collect(),
+            log: record.log,
+        })
         .unwrap_or_else(|error| {
             tracing::warn!(%error, "a stored project record does not decode; it is read as empty");
-            IndexMap::new()
+            Stored::default()
         })
 }
 
@@ -228,25 +265,41 @@ mod tests {
             ("☁ a", serde_json::json!(1.5)),
             ("☁ c", serde_json::json!(7)),
         ]);
+        let log = VecDeque::from([LogEntry {
+            user: "p".into(),
+            method: "set".into(),
+            variable: "☁ c".into(),
+            value: Some(7.into()),
+            new_name: None,
+            time: 1,
+        }]);
         {
             let store = VariableStore::open(&path).unwrap();
-            store.stage([("42".to_owned(), encode(&vars))]);
-            assert_eq!(store.load("42").unwrap(), vars, "staged is read first");
+            store.stage([("42".to_owned(), encode(&vars, &log))]);
+            assert_eq!(
+                store.load("42").unwrap().variables,
+                vars,
+                "staged is read first"
+            );
             assert_eq!(store.commit().unwrap(), 1);
             assert!(store.staged().is_empty());
         }
         let store = VariableStore::open(&path).unwrap();
-        let loaded = store.load("42").unwrap();
+        let Stored {
+            variables: loaded,
+            log: loaded_log,
+        } = store.load("42").unwrap();
+        assert_eq!(loaded_log, log, "the log is kept too");
         assert_eq!(loaded, vars);
         assert_eq!(
             loaded.keys().collect::<Vec<_>>(),
             ["☁ b", "☁ a", "☁ c"],
             "order kept"
         );
-        assert!(store.load("43").unwrap().is_empty());
+        assert_eq!(store.load("43").unwrap(), Stored::default());
         store.stage([("42".to_owned(), None)]);
         store.commit().unwrap();
-        assert!(store.load("42").unwrap().is_empty(), "removed");
+        assert_eq!(store.load("42").unwrap(), Stored::default(), "removed");
     }
 
     #[test]
@@ -262,13 +315,13 @@ mod tests {
     fn a_newer_record_replaces_the_committed_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = VariableStore::open(dir.path().join("s.redb")).unwrap();
-        let old = encode(&variables(&[("v", 1.into())]));
+        let old = encode(&variables(&[("v", 1.into())]), &VecDeque::new());
         store.stage([("r".to_owned(), old.clone())]);
         store.commit().unwrap();
-        let new = encode(&variables(&[("v", 2.into())]));
+        let new = encode(&variables(&[("v", 2.into())]), &VecDeque::new());
         store.stage([("r".to_owned(), new.clone())]);
         assert_eq!(store.commit().unwrap(), 1);
         assert!(store.staged().is_empty());
-        assert_eq!(store.load("r").unwrap()["v"], 2);
+        assert_eq!(store.load("r").unwrap().variables["v"], 2);
     }
 }

@@ -36,6 +36,8 @@ async fn help_names_every_flag_and_its_variable() {
         "--max-room-clients",
         "--max-value-bytes",
         "--max-sets-per-second",
+        "--history",
+        "--admin-token",
         "--values",
         "--store",
         "--flush-interval-ms",

@@ -5,7 +5,9 @@
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::history::LogEntry;
 
 /// `GET /api/rooms`: every project in memory.
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,4 +56,28 @@ pub(crate) struct VariableBody {
 pub(crate) struct Changed {
     /// `false` when the variable already had that value (nothing was sent).
     pub changed: bool,
+}
+
+/// `GET /api/rooms/{id}/log`: which page of changes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LogPage {
+    /// How many changes, at most 1000.
+    #[serde(default = "default_limit")]
+    #[param(example = 100, default = 100)]
+    pub limit: usize,
+    /// How many of the newest to skip.
+    #[serde(default)]
+    #[param(example = 0, default = 0)]
+    pub offset: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+/// A page of a project's change log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Log {
+    pub changes: Vec<LogEntry>,
 }

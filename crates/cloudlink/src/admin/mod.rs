@@ -17,7 +17,8 @@ mod bodies;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::get;
@@ -27,7 +28,13 @@ use utoipa::OpenApi;
 
 use crate::handle::CloudLink;
 use crate::scratch::{self, Applied, Change};
-use bodies::{Changed, Room, RoomList, RoomSummary, VariableBody};
+use bodies::{Changed, Log, LogPage, Room, RoomList, RoomSummary, VariableBody};
+
+/// Who made a change through this API, in a project's log.
+const ADMIN: &str = "admin";
+
+/// Most changes one log page holds.
+const MAX_LOG_PAGE: usize = 1000;
 
 /// Largest body accepted: a value at the largest `--max-value-bytes` and then some.
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -44,6 +51,7 @@ pub(crate) fn router(cloudlink: CloudLink, token: &str) -> Router {
     let protected = Router::new()
         .route("/api/rooms", get(list_rooms))
         .route("/api/rooms/{id}", get(read_room).delete(delete_room))
+        .route("/api/rooms/{id}/log", get(read_log))
         .route(
             "/api/rooms/{id}/variables/{name}",
             axum::routing::put(set_variable).delete(delete_variable),
@@ -69,7 +77,15 @@ pub fn document() -> utoipa::openapi::OpenApi {
             document needs `Authorization: Bearer <token>`. A change is applied, broadcast to the \
             project's clients and stored exactly as a client's would be."
     ),
-    paths(list_rooms, read_room, delete_room, set_variable, delete_variable, edge::http_api::openapi_document),
+    paths(
+        list_rooms,
+        read_room,
+        delete_room,
+        read_log,
+        set_variable,
+        delete_variable,
+        edge::http_api::openapi_document
+    ),
     modifiers(&ADMIN_TOKEN)
 )]
 struct AdminApi;
@@ -153,15 +169,73 @@ async fn read_room(
     let Some(store) = server.store() else {
         return Err(no_project(&id));
     };
-    let variables = store.load(&id).map_err(store_failed)?;
-    if variables.is_empty() {
+    let stored = store.load(&id).map_err(store_failed)?;
+    if stored.variables.is_empty() {
         return Err(no_project(&id));
     }
     Ok(Json(Room {
         id,
         clients: 0,
-        variables,
+        variables: stored.variables,
     }))
+}
+
+/// A project's last changes, newest first, like Scratch's cloud log.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{id}/log",
+    summary = "Read a project's change log",
+    params(
+        ("id" = String, Path, description = "The project id.", example = "1000"),
+        LogPage,
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Up to `limit` changes, newest first, after skipping `offset`.", body = Log),
+        (status = 400, description = "`limit` or `offset` is not a number, or `limit` is over 1000.", body = ErrorBody),
+        (status = 401, description = "No bearer token, or the wrong one.", body = ErrorBody),
+        (status = 404, description = "No such project in memory or in the store.", body = ErrorBody),
+    )
+)]
+async fn read_log(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+    page: Result<Query<LogPage>, QueryRejection>,
+) -> Result<Json<Log>, Failure> {
+    let Query(page) = page.map_err(|r| Failure(StatusCode::BAD_REQUEST, r.body_text()))?;
+    if page.limit > MAX_LOG_PAGE {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("limit may be at most {MAX_LOG_PAGE}"),
+        ));
+    }
+    let server = &admin.cloudlink;
+    let log = match server.registry().lock().room(&id) {
+        Some(room)
+            if !room.scratch.is_empty() || !room.variables.is_empty() || !room.log.is_empty() =>
+        {
+            Some(room.log.clone())
+        }
+        _ => None,
+    };
+    let log = match (log, server.store()) {
+        (Some(log), _) => log,
+        (None, Some(store)) => {
+            let stored = store.load(&id).map_err(store_failed)?;
+            if stored.is_empty() {
+                return Err(no_project(&id));
+            }
+            stored.log
+        }
+        (None, None) => return Err(no_project(&id)),
+    };
+    let changes = log
+        .into_iter()
+        .rev()
+        .skip(page.offset)
+        .take(page.limit)
+        .collect();
+    Ok(Json(Log { changes }))
 }
 
 /// Sets a variable (creating it), broadcast to the project's clients like a client's `set`.
@@ -200,6 +274,7 @@ async fn set_variable(
         ));
     }
     let change = Change {
+        user: ADMIN,
         method: "set",
         name: &name,
         value: Some(&body.value),
@@ -237,6 +312,7 @@ async fn delete_variable(
     Path((id, name)): Path<(String, String)>,
 ) -> Result<StatusCode, Failure> {
     let change = Change {
+        user: ADMIN,
         method: "delete",
         name: &name,
         value: None,
@@ -287,6 +363,7 @@ async fn delete_room(
         return Ok(StatusCode::NO_CONTENT);
     };
     room.variables.clear();
+    room.log.clear();
     room.generation += 1;
     for client in room.scratch.values() {
         scratch::refuse_by_rule(server, client, crate::host_rules::Refusal::Project);

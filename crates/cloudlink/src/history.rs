@@ -1,0 +1,76 @@
+//! A project's change log, like the cloud log Scratch shows project owners:
+//! who changed which variable to what, and when.
+//!
+//! Each project keeps its last `--history` changes (default 100), in memory
+//! while it is loaded and in the store beside its variables, so the log
+//! survives restarts as the variables do. The admin API reads it.
+
+use std::collections::VecDeque;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One change to a project's variables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"user": "player1", "method": "set", "variable": "☁ score", "value": "120", "time": 1_764_000_000_000_u64}))]
+pub struct LogEntry {
+    /// The username of the client that made it (`admin` for the admin API).
+    pub user: String,
+    /// `set`, `create`, `rename` or `delete`.
+    pub method: String,
+    /// The variable's name (before a rename).
+    pub variable: String,
+    /// The value set (`set` and `create`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Value>,
+    /// The new name (`rename`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_name: Option<String>,
+    /// When, in milliseconds since 1970-01-01 UTC.
+    pub time: u64,
+}
+
+impl LogEntry {
+    /// The time now, as entries carry it.
+    pub fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Adds `entry` to `log`, keeping only the last `keep` entries.
+pub(crate) fn record(log: &mut VecDeque<LogEntry>, entry: LogEntry, keep: usize) {
+    if keep == 0 {
+        return;
+    }
+    while log.len() >= keep {
+        log.pop_front();
+    }
+    log.push_back(entry);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_last_entries_are_kept() {
+        let mut log = VecDeque::new();
+        for n in 0..5 {
+            let entry = LogEntry {
+                user: "u".into(),
+                method: "set".into(),
+                variable: "v".into(),
+                value: Some(n.into()),
+                new_name: None,
+                time: n,
+            };
+            record(&mut log, entry, 3);
+        }
+        let times: Vec<u64> = log.iter().map(|e| e.time).collect();
+        assert_eq!(times, [2, 3, 4]);
+    }
+}
