@@ -273,6 +273,17 @@ pub struct Cli {
     )]
     pub ping_interval: f64,
 
+    /// Milliseconds between frames to one client (0: send at once): what
+    /// queues meanwhile goes out in one frame, messages joined by newlines,
+    /// with only the latest value of each Scratch variable.
+    #[arg(
+        long,
+        env = "CLOUDLINK_BATCH_MS",
+        default_value_t = 0,
+        value_name = "MILLISECONDS"
+    )]
+    pub batch_ms: u64,
+
     /// Changes kept in each Scratch project's log (in memory and in the
     /// store), which the admin API reads; 0 keeps none.
     #[arg(
@@ -341,6 +352,7 @@ impl Cli {
             .max_value_bytes(self.max_value_bytes)
             .max_sets_per_second(self.max_sets_per_second)
             .history(self.history)
+            .batch(Duration::from_millis(self.batch_ms))
             .values(match self.values {
                 Values::Any => ValueRule::Any,
                 Values::Text => ValueRule::Text,

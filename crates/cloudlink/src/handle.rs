@@ -474,6 +474,15 @@ impl Builder {
         self
     }
 
+    /// Sends each client at most one frame every `period` (default: at once),
+    /// its messages joined by newlines (the format TurboWarp's server and
+    /// Scratch's client use), with only the latest value of each Scratch
+    /// variable. Zero sends at once.
+    pub fn batch(mut self, period: Duration) -> Self {
+        self.settings.writer.batch = (!period.is_zero()).then_some(period);
+        self
+    }
+
     /// How many of its last changes each project's log keeps (default 100;
     /// 0 keeps none), in memory and in the store; the admin API reads it.
     pub fn history(mut self, changes: usize) -> Self {

@@ -87,7 +87,9 @@ pub async fn run<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let settings = server.settings();
-    let outbox = Arc::new(Outbox::new(settings.outbox_frames));
+    let outbox = Arc::new(
+        Outbox::new(settings.outbox_frames).with_latest_only(settings.writer.batch.is_some()),
+    );
     let mut writer = tokio::spawn(edge::writer::run(
         write,
         Arc::clone(&outbox),

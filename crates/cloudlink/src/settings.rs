@@ -67,6 +67,7 @@ impl Default for Settings {
             writer: WriterSettings {
                 ping_interval: Duration::from_secs(30),
                 stall_timeout: Duration::from_secs(10),
+                batch: None,
             },
             message_rate: MessageRate::new(60, 120),
             max_rooms_per_client: 1000,

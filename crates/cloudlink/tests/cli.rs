@@ -37,6 +37,7 @@ async fn help_names_every_flag_and_its_variable() {
         "--max-value-bytes",
         "--max-sets-per-second",
         "--history",
+        "--batch-ms",
         "--admin-token",
         "--values",
         "--store",

@@ -219,3 +219,50 @@ async fn past_the_set_rate_the_latest_value_lands_when_the_second_ends() {
     late.expect(got_set("x", json!(8))).await;
     late.expect(got_set("y", json!("b"))).await;
 }
+
+#[tokio::test]
+async fn batching_joins_messages_by_newlines_and_keeps_each_variables_latest_value() {
+    let server = start(
+        CloudLink::builder()
+            .batch(std::time::Duration::from_millis(200))
+            .message_rate(0, 0),
+    )
+    .await;
+    let url = server.url();
+    let mut watcher = Client::connect(&url, "watcher").await;
+    watcher.send(handshake("11", "r")).await;
+    let mut writer = Client::connect(&url, "writer").await;
+    writer.send(handshake("11", "w")).await;
+    for n in 1..=5 {
+        writer.send(set("11", "x", json!(n))).await;
+    }
+    writer.send(set("11", "y", json!("a"))).await;
+    // The first change may go out at once; what follows waits for the
+    // batch and comes as one frame, each variable once, at its last value.
+    let mut frames = Vec::new();
+    let mut lines: Vec<Value> = Vec::new();
+    while !lines.contains(&got_set("y", json!("a"))) {
+        let text = match watcher.next().await {
+            common::Got::Json(message) => message.to_string(),
+            common::Got::Text(text) => text,
+            other => panic!("unexpected {other:?}"),
+        };
+        lines.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
+        frames.push(text);
+    }
+    assert!(frames.len() <= 2, "{frames:?}");
+    let last: Vec<Value> = frames
+        .last()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        last,
+        [got_set("x", json!(5)), got_set("y", json!("a"))],
+        "{frames:?}"
+    );
+}

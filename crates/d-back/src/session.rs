@@ -72,6 +72,7 @@ pub(crate) async fn run(
         WriterSettings {
             ping_interval: limits.ping_interval,
             stall_timeout: limits.stall_timeout,
+            batch: None,
         },
         Counting {
             metrics: Arc::clone(&metrics),

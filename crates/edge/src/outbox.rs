@@ -153,6 +153,9 @@ pub struct Outbox {
     /// Whether the client negotiated permessage-deflate: it is sent each
     /// frame's compressed form (made once per frame, shared by all such clients).
     deflate: bool,
+    /// Whether of the frames taken at once with the same collapsible key
+    /// only the newest is written (for a batching writer).
+    latest_only: bool,
 }
 
 impl Outbox {
@@ -166,7 +169,16 @@ impl Outbox {
             parked: AtomicBool::new(false),
             merge: None,
             deflate: false,
+            latest_only: false,
         }
+    }
+
+    /// Of the frames the writer takes at once, writes only the newest of
+    /// each collapsible key: for a writer that batches, so a batch carries
+    /// each variable's latest value once.
+    pub fn with_latest_only(mut self, latest_only: bool) -> Self {
+        self.latest_only = latest_only;
+        self
     }
 
     /// Sends this client the permessage-deflate form of each frame (see
@@ -346,6 +358,9 @@ impl Outbox {
     /// feed's read lock keeps it from publishing, so nothing can slip between.
     fn take(&self, state: &mut State, out: &mut Vec<u8>) -> usize {
         let mut cursor = self.cursor.load(Ordering::Relaxed);
+        if self.latest_only {
+            keep_latest_of_each_key(&mut state.queue);
+        }
         let mut frames = state.queue.len();
         let lines = state.feed.as_ref().map(|feed| feed.lines());
         for queued in state.queue.drain(..) {
@@ -364,6 +379,22 @@ impl Outbox {
         state.queue = VecDeque::new();
         frames
     }
+}
+
+/// Drops every collapsible frame that a newer one with the same key follows.
+fn keep_latest_of_each_key(queue: &mut VecDeque<Queued>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut keep: Vec<bool> = queue
+        .iter()
+        .rev()
+        .map(|q| match &q.frame.urgency {
+            Urgency::Collapsible(key) => seen.insert(Arc::clone(key)),
+            _ => true,
+        })
+        .collect();
+    keep.reverse();
+    let mut keep = keep.into_iter();
+    queue.retain(|_| keep.next().unwrap_or(true));
 }
 
 fn same_key_slot(queue: &VecDeque<Queued>, urgency: &Urgency) -> Option<usize> {
@@ -403,6 +434,21 @@ mod tests {
             Next::Frames(_) => String::from_utf8(out).unwrap(),
             Next::Close(c) => format!("close {:?}", c.code),
         }
+    }
+
+    #[tokio::test]
+    async fn for_a_batching_writer_only_the_newest_of_each_key_is_taken() {
+        let outbox = Outbox::new(8).with_latest_only(true);
+        for frame in [
+            presence("x", "1"),
+            essential("E"),
+            presence("y", "a"),
+            presence("x", "2"),
+            presence("x", "3"),
+        ] {
+            outbox.push(frame);
+        }
+        assert_eq!(drain(&outbox).await, "Ea3");
     }
 
     #[tokio::test]

@@ -27,6 +27,10 @@ pub struct WriterSettings {
     pub ping_interval: Duration,
     /// How long one write may stay blocked before the client counts as gone.
     pub stall_timeout: Duration,
+    /// With `Some(period)`, the client gets at most one frame a period: what
+    /// queued meanwhile goes out together, its text messages joined by `\n`
+    /// in one frame (see [`ws::join_text_frames`]). `None` writes at once.
+    pub batch: Option<Duration>,
 }
 
 /// What a protocol wants to count about its writers; both do nothing by default.
@@ -53,7 +57,11 @@ pub async fn run<W: AsyncWrite + Unpin>(
 ) {
     let every = settings.ping_interval;
     let mut ping = interval_at(Instant::now() + every, every);
+    let mut next_batch = Instant::now();
     loop {
+        if settings.batch.is_some() {
+            tokio::time::sleep_until(next_batch).await;
+        }
         // A fresh buffer per batch: an idle connection then holds none, and one
         // allocation is small beside the system call that follows.
         let mut out = Vec::new();
@@ -70,6 +78,10 @@ pub async fn run<W: AsyncWrite + Unpin>(
         match next {
             Next::Frames(count) => {
                 observer.sent(count);
+                if let Some(period) = settings.batch {
+                    out = ws::join_text_frames(&out);
+                    next_batch = Instant::now() + period;
+                }
                 let written = timeout(settings.stall_timeout, ws::write_all(&mut sink, &out)).await;
                 if ended(written, &settings, &mut observer) {
                     return;

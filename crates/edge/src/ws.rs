@@ -195,6 +195,70 @@ pub fn text_frame(text: &str) -> Wire {
     Wire::new(frame(OP_TEXT, text.as_bytes()))
 }
 
+/// Joins each run of consecutive uncompressed text frames in `frames` (a
+/// server's unmasked frames, back to back) into one text frame whose payload
+/// is their payloads separated by `\n`, the batch format Scratch clients and
+/// TurboWarp's server use; other frames are copied as they are, in place.
+///
+/// ```
+/// use edge::ws::{join_text_frames, text_frame};
+/// let mut frames = Vec::new();
+/// frames.extend_from_slice(text_frame("a").for_client(false));
+/// frames.extend_from_slice(text_frame("b").for_client(false));
+/// assert_eq!(join_text_frames(&frames), text_frame("a\nb").for_client(false));
+/// ```
+pub fn join_text_frames(frames: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frames.len());
+    let mut joined: Vec<u8> = Vec::new();
+    let mut texts = 0;
+    let flush = |out: &mut Vec<u8>, joined: &mut Vec<u8>, texts: &mut usize| {
+        if *texts > 0 {
+            out.extend_from_slice(&frame(OP_TEXT, joined));
+            joined.clear();
+            *texts = 0;
+        }
+    };
+    let mut rest = frames;
+    while let Some((header, payload)) = split_server_frame(rest) {
+        let whole = &rest[..header + payload];
+        let is_plain_text = whole[0] == 0x80 | OP_TEXT;
+        if is_plain_text {
+            if texts > 0 {
+                joined.push(b'\n');
+            }
+            joined.extend_from_slice(&whole[header..]);
+            texts += 1;
+        } else {
+            flush(&mut out, &mut joined, &mut texts);
+            out.extend_from_slice(whole);
+        }
+        rest = &rest[header + payload..];
+    }
+    flush(&mut out, &mut joined, &mut texts);
+    // Anything that is not a whole frame (never made by this crate) is kept.
+    out.extend_from_slice(rest);
+    out
+}
+
+/// The header and payload lengths of the unmasked frame at the start of
+/// `bytes`, if a whole one is there.
+fn split_server_frame(bytes: &[u8]) -> Option<(usize, usize)> {
+    let second = *bytes.get(1)?;
+    let rest = &bytes[2..];
+    let (header, payload): (usize, usize) = match second & 0x7F {
+        126 => (
+            4,
+            usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+        ),
+        127 => (
+            10,
+            usize::try_from(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?)).ok()?,
+        ),
+        n => (2, usize::from(n)),
+    };
+    (bytes.len() >= header.checked_add(payload)?).then_some((header, payload))
+}
+
 /// A ping with an empty payload.
 pub fn ping_frame() -> Wire {
     Wire::new(frame(OP_PING, &[]))
@@ -469,6 +533,34 @@ fn close_code(payload: &[u8]) -> Result<Option<u16>, ReadError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn runs_of_text_frames_are_joined_and_others_kept_in_place() {
+        let long = "y".repeat(300);
+        let mut frames = Vec::new();
+        for part in [
+            text_frame("a"),
+            text_frame(&long),
+            ping_frame(),
+            text_frame("b"),
+            close_frame(1000, "bye"),
+        ] {
+            frames.extend_from_slice(part.for_client(false));
+        }
+        let mut expected = Vec::new();
+        for part in [
+            text_frame(&format!("a\n{long}")),
+            ping_frame(),
+            text_frame("b"),
+            close_frame(1000, "bye"),
+        ] {
+            expected.extend_from_slice(part.for_client(false));
+        }
+        assert_eq!(join_text_frames(&frames), expected);
+        assert!(join_text_frames(&[]).is_empty());
+        // A cut-off frame is passed on untouched.
+        assert_eq!(join_text_frames(&[0x81, 5, b'a']), [0x81, 5, b'a']);
+    }
+
     use super::*;
 
     /// A client frame as a browser would send it.
