@@ -273,9 +273,10 @@ pub struct Cli {
     )]
     pub ping_interval: f64,
 
-    /// Milliseconds between frames to one client (0: send at once): what
-    /// queues meanwhile goes out in one frame, messages joined by newlines,
-    /// with only the latest value of each Scratch variable.
+    /// Milliseconds between frames to one Scratch client (0: send at once):
+    /// what queues meanwhile goes out in one frame, messages joined by
+    /// newlines, each variable once at its latest value. CL4 clients are not
+    /// batched.
     #[arg(
         long,
         env = "CLOUDLINK_BATCH_MS",

@@ -115,6 +115,11 @@ impl Client {
         }))
     }
 
+    /// Lets the writer batch this client's frames (`--batch-ms`).
+    pub(crate) fn batch_frames(&self) {
+        self.0.outbox.batch();
+    }
+
     pub(crate) fn set_window(&self) -> &crate::set_rate::SetWindow {
         &self.0.sets
     }

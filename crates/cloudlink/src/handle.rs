@@ -474,10 +474,11 @@ impl Builder {
         self
     }
 
-    /// Sends each client at most one frame every `period` (default: at once),
-    /// its messages joined by newlines (the format TurboWarp's server and
-    /// Scratch's client use), with only the latest value of each Scratch
-    /// variable. Zero sends at once.
+    /// Sends each Scratch client at most one frame every `period` (default:
+    /// at once), its messages joined by newlines (the format TurboWarp's
+    /// server and Scratch's client use), with only the latest value of each
+    /// variable. CL4 clients, which read one message a frame, are not
+    /// batched. Zero sends at once.
     pub fn batch(mut self, period: Duration) -> Self {
         self.settings.writer.batch = (!period.is_zero()).then_some(period);
         self

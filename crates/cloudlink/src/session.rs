@@ -87,9 +87,7 @@ pub async fn run<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let settings = server.settings();
-    let outbox = Arc::new(
-        Outbox::new(settings.outbox_frames).with_latest_only(settings.writer.batch.is_some()),
-    );
+    let outbox = Arc::new(Outbox::new(settings.outbox_frames));
     let mut writer = tokio::spawn(edge::writer::run(
         write,
         Arc::clone(&outbox),
@@ -344,6 +342,11 @@ impl Session<'_> {
 
     async fn identified(&self, protocol: Protocol) {
         self.client.set_protocol(protocol);
+        // Scratch clients split frames on newlines; CL4 clients parse each
+        // frame as one message, so only Scratch connections are batched.
+        if protocol == Protocol::Scratch && self.server.settings().writer.batch.is_some() {
+            self.client.batch_frames();
+        }
         (self.earned)();
         debug!(uuid = self.client.uuid(), %protocol, "protocol identified");
         if protocol == Protocol::Cl4 {

@@ -153,9 +153,10 @@ pub struct Outbox {
     /// Whether the client negotiated permessage-deflate: it is sent each
     /// frame's compressed form (made once per frame, shared by all such clients).
     deflate: bool,
-    /// Whether of the frames taken at once with the same collapsible key
-    /// only the newest is written (for a batching writer).
-    latest_only: bool,
+    /// Whether the writer batches this connection's frames (see
+    /// [`Outbox::batch`]); then of the frames taken at once with the same
+    /// collapsible key only the newest is written.
+    batching: AtomicBool,
 }
 
 impl Outbox {
@@ -169,16 +170,22 @@ impl Outbox {
             parked: AtomicBool::new(false),
             merge: None,
             deflate: false,
-            latest_only: false,
+            batching: AtomicBool::new(false),
         }
     }
 
-    /// Of the frames the writer takes at once, writes only the newest of
-    /// each collapsible key: for a writer that batches, so a batch carries
-    /// each variable's latest value once.
-    pub fn with_latest_only(mut self, latest_only: bool) -> Self {
-        self.latest_only = latest_only;
-        self
+    /// From now on the writer sends this connection at most one frame per
+    /// its batch period (see [`crate::writer::WriterSettings::batch`]), text
+    /// messages joined by newlines, and of the frames taken at once with the
+    /// same collapsible key only the newest. A protocol turns this on once it
+    /// knows its client reads such frames.
+    pub fn batch(&self) {
+        self.batching.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`batch`](Self::batch) was called.
+    pub fn is_batching(&self) -> bool {
+        self.batching.load(Ordering::Relaxed)
     }
 
     /// Sends this client the permessage-deflate form of each frame (see
@@ -358,7 +365,7 @@ impl Outbox {
     /// feed's read lock keeps it from publishing, so nothing can slip between.
     fn take(&self, state: &mut State, out: &mut Vec<u8>) -> usize {
         let mut cursor = self.cursor.load(Ordering::Relaxed);
-        if self.latest_only {
+        if self.is_batching() {
             keep_latest_of_each_key(&mut state.queue);
         }
         let mut frames = state.queue.len();
@@ -438,7 +445,8 @@ mod tests {
 
     #[tokio::test]
     async fn for_a_batching_writer_only_the_newest_of_each_key_is_taken() {
-        let outbox = Outbox::new(8).with_latest_only(true);
+        let outbox = Outbox::new(8);
+        outbox.batch();
         for frame in [
             presence("x", "1"),
             essential("E"),

@@ -27,9 +27,11 @@ pub struct WriterSettings {
     pub ping_interval: Duration,
     /// How long one write may stay blocked before the client counts as gone.
     pub stall_timeout: Duration,
-    /// With `Some(period)`, the client gets at most one frame a period: what
-    /// queued meanwhile goes out together, its text messages joined by `\n`
-    /// in one frame (see [`ws::join_text_frames`]). `None` writes at once.
+    /// With `Some(period)`, once the outbox is told to
+    /// [`batch`](crate::outbox::Outbox::batch), the client gets at most one
+    /// frame a period: what queued meanwhile goes out together, its text
+    /// messages joined by `\n` in one frame (see [`ws::join_text_frames`]).
+    /// `None` writes at once.
     pub batch: Option<Duration>,
 }
 
@@ -59,7 +61,8 @@ pub async fn run<W: AsyncWrite + Unpin>(
     let mut ping = interval_at(Instant::now() + every, every);
     let mut next_batch = Instant::now();
     loop {
-        if settings.batch.is_some() {
+        let batching = || settings.batch.filter(|_| outbox.is_batching());
+        if batching().is_some() {
             tokio::time::sleep_until(next_batch).await;
         }
         // A fresh buffer per batch: an idle connection then holds none, and one
@@ -78,7 +81,9 @@ pub async fn run<W: AsyncWrite + Unpin>(
         match next {
             Next::Frames(count) => {
                 observer.sent(count);
-                if let Some(period) = settings.batch {
+                // Asked again: the protocol may have turned batching on
+                // while this writer waited.
+                if let Some(period) = batching() {
                     out = ws::join_text_frames(&out);
                     next_batch = Instant::now() + period;
                 }
