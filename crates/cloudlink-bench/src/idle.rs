@@ -18,7 +18,9 @@
 //! For comparison the same can be run with the handshake only (no `setid`, so
 //! no user-list traffic at all): the difference between the two shows how much
 //! of the per-client figure is the connection itself and how much is left
-//! behind by the identification burst.
+//! behind by the identification burst. And with Scratch clients, each doing
+//! the Scratch handshake into one project (which has no answer, so a client
+//! counts as ready once its handshake is sent).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +61,7 @@ pub async fn run(
     server: &mut ServerProc,
     clients: usize,
     concurrency: usize,
+    protocol: Protocol,
     identify: bool,
 ) -> anyhow::Result<Figures> {
     let rss_before = procstat::rss_kib(server.pid);
@@ -71,6 +74,7 @@ pub async fn run(
             tokio::spawn(idle_client(
                 i,
                 server.addr,
+                protocol,
                 identify,
                 Arc::clone(&shared),
                 Arc::clone(&gate),
@@ -142,6 +146,7 @@ pub async fn run(
 async fn idle_client(
     i: usize,
     server: SocketAddr,
+    protocol: Protocol,
     identify: bool,
     shared: Arc<Shared>,
     gate: Arc<Semaphore>,
@@ -150,7 +155,7 @@ async fn idle_client(
     let name = format!("u{i}");
     let identifying = async {
         let mut ws = client::connect(server, client::source_address(i)).await?;
-        client::join(&mut ws, Protocol::Cl4, &name).await?;
+        client::join(&mut ws, protocol, &name).await?;
         if identify {
             client::identify(&mut ws, &name).await?;
         }

@@ -36,6 +36,8 @@ pub enum Scenario {
     Idle,
     /// Server memory per idle CL4 client after the handshake only (no user lists).
     IdleHandshake,
+    /// Server memory per idle Scratch client, all in one project.
+    IdleScratch,
 }
 
 /// Runs every scenario of `cli` and returns the report as markdown.
@@ -80,7 +82,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<String> {
                     fan_out(cli, &[(Target::Ours, &command)], scenario, &mut report).await?;
                 report.goal_durable(&durable, in_memory.as_ref(), "delivered_per_s", 0.9);
             }
-            Scenario::Idle | Scenario::IdleHandshake => {
+            Scenario::Idle | Scenario::IdleHandshake | Scenario::IdleScratch => {
                 for &clients in &cli.idle_clients {
                     idle_memory(cli, &targets, scenario, clients, &mut report).await?;
                 }
@@ -210,13 +212,13 @@ async fn idle_memory(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let identify = scenario == Scenario::Idle;
-    let kind = if identify {
-        "identified"
-    } else {
-        "handshake-only"
+    let (protocol, kind) = match scenario {
+        Scenario::Idle => (Protocol::Cl4, "identified CL4"),
+        Scenario::IdleScratch => (Protocol::Scratch, "Scratch (one project)"),
+        _ => (Protocol::Cl4, "handshake-only CL4"),
     };
     let pair = measure(cli, targets, &format!("idle {kind}"), async |server| {
-        idle::run(server, clients, cli.concurrency, identify).await
+        idle::run(server, clients, cli.concurrency, protocol, identify).await
     })
     .await?;
     if cli.smoke {
@@ -226,7 +228,7 @@ async fn idle_memory(
             &[("identified", clients as f64)],
         )?;
     }
-    let name = format!("idle, {clients} {kind} CL4 clients");
+    let name = format!("idle, {clients} {kind} clients");
     report.row(&name, "server KB per idle client", &pair, "kb_per_client");
     report.row(&name, "server RSS MiB before", &pair, "rss_before_mib");
     report.row(&name, "server RSS MiB after", &pair, "rss_after_mib");
@@ -240,6 +242,14 @@ async fn idle_memory(
             &pair,
             "kb_per_client",
             4.0,
+        );
+    }
+    if scenario == Scenario::IdleScratch {
+        report.goal_at_most(
+            &format!("KB per idle Scratch client ({clients})"),
+            &pair,
+            "kb_per_client",
+            2.0,
         );
     }
     Ok(())
