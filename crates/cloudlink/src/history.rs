@@ -3,7 +3,10 @@
 //!
 //! Each project keeps its last `--history` changes (default 100), in memory
 //! while it is loaded and in the store beside its variables, so the log
-//! survives restarts as the variables do. The admin API reads it.
+//! survives restarts as the variables do. The admin API reads it. A value
+//! over [`MAX_LOGGED_VALUE_BYTES`] is left out of its entry (marked
+//! `valueOmitted`): a log of a hundred 100 KB values would otherwise cost
+//! each project a hundred times its variables.
 
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,6 +28,13 @@ pub struct LogEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub value: Option<Value>,
+    /// The value was set but is too long to keep in the log.
+    #[serde(
+        default,
+        skip_serializing_if = "std::ops::Not::not",
+        rename = "valueOmitted"
+    )]
+    pub value_omitted: bool,
     /// The new name (`rename`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_name: Option<String>,
@@ -38,6 +48,18 @@ impl LogEntry {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Longest value kept in a log entry, in bytes of its JSON text.
+pub const MAX_LOGGED_VALUE_BYTES: usize = 1024;
+
+/// Whether a value is short enough to keep in the log.
+pub(crate) fn fits(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.len() + 2 <= MAX_LOGGED_VALUE_BYTES,
+        Value::Number(_) | Value::Bool(_) | Value::Null => true,
+        other => serde_json::to_vec(other).is_ok_and(|v| v.len() <= MAX_LOGGED_VALUE_BYTES),
     }
 }
 
@@ -65,6 +87,7 @@ mod tests {
                 method: "set".into(),
                 variable: "v".into(),
                 value: Some(n.into()),
+                value_omitted: false,
                 new_name: None,
                 time: n,
             };

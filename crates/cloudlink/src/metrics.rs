@@ -30,6 +30,8 @@ pub(crate) enum Dropped {
     NotAllowed,
     /// The client was over `--max-sets-per-second`; a later value replaced it.
     Coalesced,
+    /// A variable name over 1,024 characters.
+    NameTooLong,
 }
 
 impl Dropped {
@@ -39,6 +41,7 @@ impl Dropped {
             Dropped::TooLong => "longer than --max-value-bytes allows",
             Dropped::NotAllowed => "not allowed by the --values rule",
             Dropped::Coalesced => "replaced by a later value",
+            Dropped::NameTooLong => "named with more than 1,024 characters",
         }
     }
 
@@ -47,6 +50,7 @@ impl Dropped {
             Dropped::TooLong => "too_long",
             Dropped::NotAllowed => "not_allowed",
             Dropped::Coalesced => "over_rate",
+            Dropped::NameTooLong => "name_too_long",
         }
     }
 }

@@ -330,6 +330,11 @@ fn variable(
         server.metrics().dropped(why);
         return Flow::Continue;
     }
+    let names = ["name", "new_name"].map(|field| message.get(field).and_then(Value::as_str));
+    if names.into_iter().flatten().any(|name| !name_allowed(name)) {
+        server.metrics().dropped(Dropped::NameTooLong);
+        return Flow::Continue;
+    }
     let Some(limit) = server.settings().max_sets_per_second else {
         return change(server, client, method, message);
     };
@@ -555,13 +560,15 @@ pub(crate) fn apply(
             wire: update.clone(),
         });
     }
+    let logged_value = value
+        .filter(|_| matches!(method, "set" | "create"))
+        .filter(|v| history::fits(v));
     let entry = LogEntry {
         user: user.to_owned(),
         method: method.to_owned(),
         variable: name.to_owned(),
-        value: value
-            .filter(|_| matches!(method, "set" | "create"))
-            .cloned(),
+        value: logged_value.cloned(),
+        value_omitted: value.is_some() && logged_value.is_none(),
         new_name: new_name.filter(|_| method == "rename").map(str::to_owned),
         time: LogEntry::now(),
     };
@@ -571,6 +578,15 @@ pub(crate) fn apply(
         server.metrics().set_accepted();
     }
     Applied::Changed
+}
+
+/// Characters a variable's name may have (TurboWarp's limit): without one,
+/// names would be the unbounded part of a project's memory.
+pub const MAX_NAME_CHARS: usize = 1024;
+
+/// Whether a variable may have this name.
+pub(crate) fn name_allowed(name: &str) -> bool {
+    name.len() <= MAX_NAME_CHARS || name.chars().count() <= MAX_NAME_CHARS
 }
 
 /// Why a value may not be stored, if it may not: too long (in bytes of its

@@ -270,6 +270,7 @@ mod tests {
             method: "set".into(),
             variable: "☁ c".into(),
             value: Some(7.into()),
+            value_omitted: false,
             new_name: None,
             time: 1,
         }]);

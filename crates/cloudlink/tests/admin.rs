@@ -176,6 +176,18 @@ async fn changes_reach_the_clients_and_the_store_like_their_own() {
     );
     let (status, _) = call(addr, "GET", "/api/rooms/1000/log?limit=5000", "").await;
     assert_eq!(status, 400);
+    // A long value is set, but left out of the log.
+    let long = json!({"value": "9".repeat(5000)}).to_string();
+    call(
+        addr,
+        "PUT",
+        "/api/rooms/1000/variables/%E2%98%81%20score",
+        &long,
+    )
+    .await;
+    let (_, body) = call(addr, "GET", "/api/rooms/1000/log?limit=1", "").await;
+    assert_eq!(body["changes"][0]["valueOmitted"], true, "{body}");
+    assert!(body["changes"][0].get("value").is_none(), "{body}");
 
     // A project only in the store is read from it, and changed through it.
     player.close().await;

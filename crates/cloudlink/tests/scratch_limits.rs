@@ -260,3 +260,23 @@ async fn batching_joins_messages_by_newlines_and_keeps_each_variables_latest_val
             .await;
     }
 }
+
+#[tokio::test]
+async fn a_variable_name_over_1024_characters_is_dropped_and_counted() {
+    let server = start(CloudLink::builder()).await;
+    let url = server.url();
+    let mut client = Client::connect(&url, "S").await;
+    client.send(handshake("12", "p")).await;
+    let longest = "n".repeat(1024);
+    client.send(set("12", &"n".repeat(1025), json!(1))).await;
+    client
+        .send(json!({"method": "rename", "project_id": "12", "name": "x", "new_name": "m".repeat(1025)}))
+        .await;
+    client.send(set("12", &longest, json!(1))).await;
+    client.expect(got_set(&longest, json!(1))).await;
+    let page = metrics(&url).await;
+    assert!(
+        page.contains(r#"cloudlink_scratch_dropped_total{reason="name_too_long"} 2"#),
+        "{page}"
+    );
+}
