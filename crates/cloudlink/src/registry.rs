@@ -268,6 +268,24 @@ impl State {
         records
     }
 
+    /// Makes room for one more: the room emptied longest ago leaves memory.
+    /// `None` if no room is empty; otherwise the store record it owes, if
+    /// any, which the caller stages before letting go of the lock.
+    pub fn evict_oldest_emptied(&mut self) -> Option<Option<(String, Option<Arc<[u8]>>)>> {
+        let oldest = self
+            .rooms
+            .iter()
+            .filter_map(|(name, room)| room.emptied.map(|since| (since, name)))
+            .min()
+            .map(|(_, name)| name.clone())?;
+        let room = self.rooms.remove(&oldest)?;
+        let owed = self
+            .dirty
+            .remove(&oldest)
+            .then(|| crate::store::encode(&room.variables, &room.log));
+        Some(owed.map(|record| (oldest, record)))
+    }
+
     /// Takes a client out of a room, removing the room if it empties;
     /// `false` if it was not there.
     pub fn unsubscribe(&mut self, client: &Client, room: &str) -> bool {

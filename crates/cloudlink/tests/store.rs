@@ -229,3 +229,37 @@ async fn a_store_in_use_by_another_server_stops_the_start_with_a_reason() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn at_the_room_limit_a_project_kept_only_for_the_store_gives_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = VariableStore::open(dir.path().join("cloud.redb")).unwrap();
+    let server = start(CloudLink::builder().store(store).max_rooms(2)).await;
+    let url = server.url();
+    let mut left = Client::connect(&url, "left").await;
+    left.send(handshake("a", "left")).await;
+    left.send(set("a", "v", json!(1))).await;
+    left.expect(got_set("v", json!(1))).await;
+    left.close().await;
+    let mut stays = Client::connect(&url, "stays").await;
+    stays.send(handshake("b", "stays")).await;
+    assert_eq!(stored(&url, "b").await, vec![]);
+    // "a" is empty but kept for the store; a new project takes its place.
+    let mut newcomer = Client::connect(&url, "newcomer").await;
+    newcomer.send(handshake("c", "newcomer")).await;
+    newcomer.send(set("c", "w", json!(2))).await;
+    newcomer.expect(got_set("w", json!(2))).await;
+    // Two live projects: a third is refused.
+    let mut refused = Client::connect(&url, "refused").await;
+    refused.send(handshake("a", "again")).await;
+    assert_eq!(refused.expect_close().await.0, Some(4003));
+    stays.close().await;
+    let deadline = Instant::now() + common::WAIT;
+    while server.cloudlink().client_count() > 1 {
+        assert!(Instant::now() < deadline, "the client of b has not left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // "b" is now empty and gives way in turn; "a" comes back from the store
+    // with its variable.
+    assert_eq!(stored(&url, "a").await, vec![("v".to_owned(), json!(1))]);
+}
