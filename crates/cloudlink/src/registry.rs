@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::client::{Client, Protocol};
 use crate::history::LogEntry;
-use crate::store::Stored;
+use crate::store::{Record, Stored};
 
 /// The clients and rooms; see the module doc.
 #[derive(Debug, Default)]
@@ -248,7 +248,7 @@ impl State {
     /// The records the store owes (every dirty room, encoded), and evicts
     /// rooms that have been empty for `ttl`. Stage the records before
     /// letting go of the lock, so a load never reads past them.
-    pub fn take_flush(&mut self, ttl: Duration) -> Vec<(String, Option<Arc<[u8]>>)> {
+    pub fn take_flush(&mut self, ttl: Duration) -> Vec<Record> {
         let records = self
             .dirty
             .drain()
@@ -271,7 +271,7 @@ impl State {
     /// Makes room for one more: the room emptied longest ago leaves memory.
     /// `None` if no room is empty; otherwise the store record it owes, if
     /// any, which the caller stages before letting go of the lock.
-    pub fn evict_oldest_emptied(&mut self) -> Option<Option<(String, Option<Arc<[u8]>>)>> {
+    pub fn evict_oldest_emptied(&mut self) -> Option<Option<Record>> {
         let oldest = self
             .rooms
             .iter()

@@ -43,7 +43,10 @@ const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("scratch_rooms"
 
 /// A record waiting for its commit: the encoded variables, or `None` when
 /// the project's record is to be removed.
-type Staged = Option<Arc<[u8]>>;
+pub(crate) type Staged = Option<Arc<[u8]>>;
+
+/// A project's id and the record it is owed.
+pub(crate) type Record = (String, Staged);
 
 /// The database of cloud variables; see the module doc.
 ///
