@@ -249,10 +249,10 @@ fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Value>) 
         // Rooms kept only for the store give way first: their variables are
         // safe in it, and otherwise anyone could fill the server with
         // projects they left, for the whole empty-room time.
-        if let Some(owed) = state.evict_oldest_emptied() {
-            if let (Some(record), Some(store)) = (owed, server.store()) {
-                store.stage([record]);
-            }
+        if let Some(Some(record)) = state.evict_oldest_emptied()
+            && let Some(store) = server.store()
+        {
+            store.stage([record]);
         }
     }
     if state.room(&room).is_none() && state.room_total() >= settings.max_rooms {
