@@ -246,10 +246,7 @@ impl ServerBuilder {
 
     /// Serves `https://` and `wss://` with this certificate chain and key (PEM files).
     pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
-        self.tls = Some(TlsFiles {
-            cert: cert.into(),
-            key: key.into(),
-        });
+        self.tls = Some(TlsFiles::new(cert, key));
         self
     }
 

@@ -32,6 +32,16 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+impl TlsFiles {
+    /// The certificate chain at `cert` and the key at `key`.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            cert: cert.into(),
+            key: key.into(),
+        }
+    }
+}
+
 /// The certificate and key new handshakes get, and the files to read them
 /// from again.
 #[derive(Debug)]
