@@ -177,3 +177,73 @@ async fn idle_client(
     shared.identified.fetch_add(1, Ordering::Relaxed);
     while let Some(Ok(_)) = ws.next().await {}
 }
+
+/// The stored-room scenario: `rooms` Scratch clients each open a project of
+/// their own, set one variable, wait for its echo and leave. With a durable
+/// store the emptied projects stay in memory for the empty-room time, so
+/// the server's RSS growth divided by `rooms` is what one idle stored
+/// project costs until it is evicted.
+pub async fn stored_rooms(
+    server: &mut ServerProc,
+    rooms: usize,
+    concurrency: usize,
+) -> anyhow::Result<Figures> {
+    let rss_before = procstat::rss_kib(server.pid);
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..rooms)
+        .map(|i| {
+            let (gate, done, addr) = (Arc::clone(&gate), Arc::clone(&done), server.addr);
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await;
+                let visit = async {
+                    let mut ws = client::connect(addr, client::source_address(i)).await?;
+                    let project = format!("room{i}");
+                    let handshake = serde_json::json!({"method": "handshake", "project_id": project, "user": "u"});
+                    client::send(&mut ws, handshake.to_string()).await?;
+                    let set = serde_json::json!({"method": "set", "project_id": project, "name": "☁ v", "value": "1"});
+                    client::send(&mut ws, set.to_string()).await?;
+                    // The echo of the set: the project exists and holds it.
+                    ws.next().await;
+                    let _ = ws.close(None).await;
+                    anyhow::Ok(())
+                };
+                if matches!(timeout(IDENTIFY_TIMEOUT, visit).await, Ok(Ok(()))) {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let _ = timeout(
+        ALL_IDENTIFIED_TIMEOUT,
+        futures_util::future::join_all(tasks),
+    )
+    .await;
+    let visit_secs = started.elapsed().as_secs_f64();
+    let quiet_since = Instant::now();
+    let mut quiet_in_a_row = 0;
+    while quiet_in_a_row < 2 && quiet_since.elapsed() < QUIET_TIMEOUT {
+        let meter = CpuMeter::start(server.pid);
+        sleep(Duration::from_millis(1500)).await;
+        let (busy, _) = meter.percent();
+        quiet_in_a_row = if busy < QUIET_CPU {
+            quiet_in_a_row + 1
+        } else {
+            0
+        };
+    }
+    let rss_after = procstat::rss_kib(server.pid);
+    server.kill();
+    let rooms_made = done.load(Ordering::Relaxed);
+    let mut f = Figures::new();
+    f.insert("identified", rooms_made as f64);
+    f.insert("identified_per_s", rooms_made as f64 / visit_secs.max(1e-3));
+    f.insert("rss_before_mib", rss_before as f64 / 1024.0);
+    f.insert("rss_after_mib", rss_after as f64 / 1024.0);
+    if rooms_made > 0 {
+        let kb = (rss_after as f64 - rss_before as f64) * 1.024 / rooms_made as f64;
+        f.insert("kb_per_client", kb);
+    }
+    Ok(f)
+}

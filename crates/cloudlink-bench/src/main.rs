@@ -64,7 +64,7 @@ pub struct Cli {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "gmsg,scratch,scratch-durable,scratch-batched,gmsg-rate,scratch-rate,idle,idle-handshake,idle-scratch"
+        default_value = "gmsg,scratch,scratch-durable,scratch-batched,gmsg-rate,scratch-rate,idle,idle-handshake,idle-scratch,idle-stored-rooms"
     )]
     pub scenarios: Vec<Scenario>,
     /// Receiving clients in the fan-out scenarios (the sender comes on top).

@@ -38,6 +38,9 @@ pub enum Scenario {
     IdleHandshake,
     /// Server memory per idle Scratch client, all in one project.
     IdleScratch,
+    /// Ours only, with a durable store: server memory per project that a
+    /// client made (one variable) and left, kept in memory for the store.
+    IdleStoredRooms,
 }
 
 /// Runs every scenario of `cli` and returns the report as markdown.
@@ -69,6 +72,31 @@ pub async fn run(cli: &Cli) -> anyhow::Result<String> {
                 let mut pair_targets = vec![(Target::Ours, batched.as_str())];
                 pair_targets.extend(targets.iter().filter(|(t, _)| *t == Target::Python));
                 fan_out(cli, &pair_targets, scenario, &mut report).await?;
+            }
+            Scenario::IdleStoredRooms => {
+                let Some(ours) = &cli.ours else {
+                    report.note("stored rooms not measured (no --ours given)".to_owned());
+                    continue;
+                };
+                let command = with_store(ours, &store_dir.path().join("rooms-{run}.redb"));
+                for &rooms in &cli.idle_clients {
+                    let what = "idle stored rooms";
+                    let pair = measure(cli, &[(Target::Ours, &command)], what, async |server| {
+                        idle::stored_rooms(server, rooms, cli.concurrency).await
+                    })
+                    .await?;
+                    let name = format!(
+                        "idle, {rooms} emptied projects kept for the store (one variable each)"
+                    );
+                    report.row(
+                        &name,
+                        "server KB per stored project",
+                        &pair,
+                        "kb_per_client",
+                    );
+                    report.row(&name, "projects made/s", &pair, "identified_per_s");
+                    report.row(&name, "projects made", &pair, "identified");
+                }
             }
             Scenario::ScratchDurable => {
                 let Some(ours) = &cli.ours else {
