@@ -29,6 +29,7 @@ mod idle;
 mod proc_reader;
 mod procstat;
 mod report;
+mod rooms;
 mod server;
 mod stamp;
 mod stats;
@@ -64,7 +65,7 @@ pub struct Cli {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "gmsg,scratch,scratch-durable,scratch-batched,gmsg-rate,scratch-rate,idle,idle-handshake,idle-scratch,idle-stored-rooms"
+        default_value = "gmsg,scratch,scratch-durable,scratch-batched,gmsg-rate,scratch-rate,idle,idle-handshake,idle-scratch,idle-stored-rooms,scratch-rooms"
     )]
     pub scenarios: Vec<Scenario>,
     /// Receiving clients in the fan-out scenarios (the sender comes on top).
@@ -73,6 +74,15 @@ pub struct Cli {
     /// Client counts for the idle-memory scenario, e.g. 1000,10000.
     #[arg(long, value_delimiter = ',', default_value = "1000")]
     pub idle_clients: Vec<usize>,
+    /// Projects in the scratch-rooms scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub rooms: usize,
+    /// Clients per project in the scratch-rooms scenario (the first also sends).
+    #[arg(long, default_value_t = 10)]
+    pub per_room: usize,
+    /// Sets per second over all projects in the scratch-rooms scenario.
+    #[arg(long, default_value_t = 100_000.0)]
+    pub rooms_rate: f64,
     /// Seconds of delivery measured per fan-out run.
     #[arg(long, default_value_t = 5.0)]
     pub secs: f64,
@@ -112,6 +122,9 @@ fn main() -> anyhow::Result<()> {
     if cli.smoke {
         cli.clients = 20;
         cli.idle_clients = vec![20];
+        cli.rooms = 4;
+        cli.per_room = 3;
+        cli.rooms_rate = 40.0;
         cli.secs = 1.0;
         cli.warmup = 0.2;
         cli.runs = 1;

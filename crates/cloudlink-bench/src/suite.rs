@@ -11,7 +11,7 @@ use crate::Cli;
 use crate::report::{Figures, Pair, Report, Target, merge_runs};
 use crate::server::ServerProc;
 use crate::stamp::Protocol;
-use crate::{fanout, idle};
+use crate::{fanout, idle, rooms};
 
 /// What can be measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,6 +38,9 @@ pub enum Scenario {
     IdleHandshake,
     /// Server memory per idle Scratch client, all in one project.
     IdleScratch,
+    /// Ours only, with a durable store: many small projects (`--rooms` of
+    /// `--per-room` clients) with `--rooms-rate` sets a second over all of them.
+    ScratchRooms,
     /// Ours only, with a durable store: server memory per project that a
     /// client made (one variable) and left, kept in memory for the store.
     IdleStoredRooms,
@@ -72,6 +75,38 @@ pub async fn run(cli: &Cli) -> anyhow::Result<String> {
                 let mut pair_targets = vec![(Target::Ours, batched.as_str())];
                 pair_targets.extend(targets.iter().filter(|(t, _)| *t == Target::Python));
                 fan_out(cli, &pair_targets, scenario, &mut report).await?;
+            }
+            Scenario::ScratchRooms => {
+                let Some(ours) = &cli.ours else {
+                    report.note("many-projects load not measured (no --ours given)".to_owned());
+                    continue;
+                };
+                let command = with_store(ours, &store_dir.path().join("many-{run}.redb"));
+                let load = rooms::RoomsLoad {
+                    rooms: cli.rooms,
+                    per_room: cli.per_room,
+                    rate: cli.rooms_rate,
+                    concurrency: cli.concurrency,
+                    warmup: Duration::from_secs_f64(cli.warmup),
+                    secs: Duration::from_secs_f64(cli.secs),
+                };
+                let what = "many projects";
+                let pair = measure(cli, &[(Target::Ours, &command)], what, async |server| {
+                    rooms::run(server, &load).await
+                })
+                .await?;
+                let name = format!(
+                    "{} projects × {} Scratch clients, {} sets/s offered, durable store",
+                    cli.rooms, cli.per_room, cli.rooms_rate
+                );
+                report.row(&name, "sets sent/s", &pair, "sent_per_s");
+                report.row(&name, "delivered msgs/s", &pair, "delivered_per_s");
+                report.row(&name, "delivery p50 ms", &pair, "latency_p50_ms");
+                report.row(&name, "delivery p99 ms", &pair, "latency_p99_ms");
+                report.row(&name, "server CPU %", &pair, "server_cpu");
+                report.row(&name, "generator CPU %", &pair, "generator_cpu");
+                report.row(&name, "server RSS MiB (max)", &pair, "server_rss_max_mib");
+                report.row(&name, "clients joined", &pair, "joined");
             }
             Scenario::IdleStoredRooms => {
                 let Some(ours) = &cli.ours else {
