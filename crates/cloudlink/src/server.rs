@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use edge::{Connection, Edge, Serving, Settings, TlsFiles, WebSockets};
 use tokio_util::sync::CancellationToken;
@@ -241,6 +241,11 @@ async fn any_path(State(state): State<AppState>, request: Request) -> Response {
 /// The request headers a session keeps for its life (for the Scratch login
 /// token check and for extensions): all but those only the handshake needs,
 /// since every idle connection would otherwise hold them.
+///
+/// They are copied into a map of exactly their size, names and values in
+/// fresh allocations: the request's own values share the buffer the request
+/// was read into, which a clone would keep alive for the connection's life,
+/// and a map grown one insert at a time reserves room for several more.
 fn kept_headers(headers: &HeaderMap) -> HeaderMap {
     const HANDSHAKE_ONLY: [HeaderName; 9] = [
         header::HOST,
@@ -253,11 +258,21 @@ fn kept_headers(headers: &HeaderMap) -> HeaderMap {
         header::ACCEPT_LANGUAGE,
         header::CACHE_CONTROL,
     ];
-    headers
+    let kept: Vec<_> = headers
         .iter()
         .filter(|(name, _)| !HANDSHAKE_ONLY.contains(name))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect()
+        .collect();
+    let mut map = HeaderMap::with_capacity(kept.len());
+    for (name, value) in kept {
+        // Both were valid in the request, so both copies are too.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
 }
 
 /// A server that is accepting connections.
