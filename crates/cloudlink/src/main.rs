@@ -32,11 +32,13 @@ async fn main() -> ExitCode {
     } else {
         format!("cloud variables stored in {}", cli.store)
     };
-    eprintln!(
+    // A plain line, or a JSON log line with --log-format json, so that every
+    // line on stderr has the format asked for.
+    edge::process::announce(&format!(
         "cloudlink {} serving {} (CloudLink 4 and Scratch cloud variables; {variables}); Ctrl-C stops it",
         env!("CARGO_PKG_VERSION"),
         server.url()
-    );
+    ));
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -74,6 +76,6 @@ fn reload_files(cli: &Cli, server: &cloudlink::RunningServer) {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("cloudlink: error: {message}");
+    edge::process::fatal(message);
     ExitCode::FAILURE
 }

@@ -232,6 +232,9 @@ async fn message_rate_and_json_logs() {
         .unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
     assert!(parsed.get("level").is_some(), "{line}");
+    let banner: serde_json::Value =
+        serde_json::from_str(&server.banner).expect("the banner is a JSON log line too");
+    assert!(banner.to_string().contains("serving ws://"), "{banner}");
 }
 
 #[tokio::test]

@@ -23,6 +23,8 @@ pub fn cloudlink() -> Command {
 pub struct Running {
     pub child: Child,
     pub url: String,
+    /// The line that announced it.
+    pub banner: String,
     /// Every stderr line after the announcement.
     pub logs: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
@@ -37,11 +39,12 @@ pub async fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
         .spawn()
         .expect("the binary starts");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = tokio::time::timeout(super::WAIT * 4, async {
+    let (url, banner) = tokio::time::timeout(super::WAIT * 4, async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(at) = line.find("serving ") {
                 let rest = &line[at + "serving ".len()..];
-                return rest.split_whitespace().next().unwrap().to_owned();
+                let url = rest.split_whitespace().next().unwrap().to_owned();
+                return (url, line);
             }
         }
         panic!("cloudlink ended before saying where it serves");
@@ -54,7 +57,12 @@ pub async fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
             let _ = tx.send(line);
         }
     });
-    Running { child, url, logs }
+    Running {
+        child,
+        url,
+        banner,
+        logs,
+    }
 }
 
 /// Runs the binary to its end: its exit code and everything it printed.
