@@ -70,8 +70,10 @@ struct Inner {
     /// Set by the first `handshake`; later ones do less (CL4) or nothing (Scratch).
     handshake: AtomicBool,
     outbox: Arc<Outbox>,
-    /// Its Scratch sets in the current second, for `--max-sets-per-second`.
-    sets: crate::set_rate::SetWindow,
+    /// Its Scratch sets in the current second, for `--max-sets-per-second`;
+    /// made on first use, so that servers without the limit, and clients
+    /// that never set, do not carry it.
+    sets: OnceLock<Box<crate::set_rate::SetWindow>>,
 }
 
 impl fmt::Debug for Client {
@@ -111,7 +113,7 @@ impl Client {
             protocol: OnceLock::new(),
             handshake: AtomicBool::new(false),
             outbox,
-            sets: Default::default(),
+            sets: OnceLock::new(),
         }))
     }
 
@@ -121,7 +123,7 @@ impl Client {
     }
 
     pub(crate) fn set_window(&self) -> &crate::set_rate::SetWindow {
-        &self.0.sets
+        self.0.sets.get_or_init(Box::default)
     }
 
     pub(crate) fn key(&self) -> u64 {
