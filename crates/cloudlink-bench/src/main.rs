@@ -60,6 +60,11 @@ pub struct Cli {
     /// bench/cloudlink_server.py" (same contract). Leave out to measure ours only.
     #[arg(long)]
     pub python: Option<String>,
+    /// What the second column's server is called, when `--python` runs
+    /// another server in its place (e.g. `TurboWarp` with
+    /// bench/turbowarp_server.sh).
+    #[arg(long, default_value = "Python")]
+    pub python_name: String,
     /// Scenarios to run, in order.
     #[arg(
         long,

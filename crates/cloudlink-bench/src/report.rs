@@ -81,14 +81,32 @@ struct Goal {
 }
 
 /// Everything printed at the end.
-#[derive(Default)]
 pub struct Report {
     rows: Vec<Row>,
     goals: Vec<Goal>,
     notes: Vec<String>,
+    /// What the second column's server is called (`Python` unless another
+    /// server is measured in its place).
+    other: String,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Self::comparing_with("Python")
+    }
 }
 
 impl Report {
+    /// An empty report whose second column is the server called `other`.
+    pub fn comparing_with(other: &str) -> Self {
+        Self {
+            rows: Vec::new(),
+            goals: Vec::new(),
+            notes: Vec::new(),
+            other: other.to_owned(),
+        }
+    }
+
     /// Adds the row `figure` of `scenario`, read from key `key` of both servers' figures.
     pub fn row(&mut self, scenario: &str, figure: &str, pair: &Pair, key: &str) {
         let (ours, python) = pair.get(key);
@@ -117,7 +135,7 @@ impl Report {
             _ => "not measured (needs both servers)".to_owned(),
         };
         self.goals.push(Goal {
-            text: format!("{what}: ours ≥ {at_least}× Python"),
+            text: format!("{what}: ours ≥ {at_least}× {}", self.other),
             outcome,
         });
     }
@@ -135,7 +153,7 @@ impl Report {
             _ => "not measured (needs both servers)".to_owned(),
         };
         self.goals.push(Goal {
-            text: format!("{what}: ours no worse than Python"),
+            text: format!("{what}: ours no worse than {}", self.other),
             outcome,
         });
     }
@@ -196,7 +214,8 @@ impl Report {
             let _ = writeln!(out, "{line}  ");
         }
         let _ = writeln!(out);
-        let _ = writeln!(out, "| scenario | figure | ours | Python | ours/Python |");
+        let other = &self.other;
+        let _ = writeln!(out, "| scenario | figure | ours | {other} | ours/{other} |");
         let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: |");
         for row in &self.rows {
             let _ = writeln!(
