@@ -28,33 +28,12 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
   "cloudlink==0.2.0.1" "websockets==10.4" "ujson==5.7.0" "snowflake-id==0.0.2" "cerberus==1.3.4"
 
-binary="${CLOUDLINK_BIN:-}"
-if [ -z "$binary" ]; then
-  cargo build --locked --quiet --bin cloudlink
-  binary=target/debug/cloudlink
-fi
-
-log="$(mktemp)"
-store="$(mktemp -d)"
-"$binary" --host 127.0.0.1 --port 0 --store "$store/cloud.redb" 2>"$log" &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$log" "$store"' EXIT
-
-url=""
-for _ in $(seq 1 100); do
-  url="$(grep -o 'serving ws://[^ ]*' "$log" | head -n1 | cut -d' ' -f2 || true)"
-  [ -n "$url" ] && break
-  if ! kill -0 "$server" 2>/dev/null; then
-    echo "scripts/test-cloudlink-client.sh: cloudlink did not start:" >&2
-    cat "$log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-if [ -z "$url" ]; then
-  echo "scripts/test-cloudlink-client.sh: cloudlink did not say where it serves within 10 s" >&2
-  exit 1
-fi
+me=scripts/test-cloudlink-client.sh
+tmp="$(mktemp -d)"
+# shellcheck source=scripts/lib/cloudlink-server.sh
+. scripts/lib/cloudlink-server.sh
+trap 'stop_server; rm -rf "$tmp"' EXIT
+start_server client --store "$tmp/cloud.redb"
 
 echo "real CloudLink 0.2.0.1 client against $url"
 "$venv/bin/python" scripts/cloudlink-client-check.py "$url"

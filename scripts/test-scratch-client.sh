@@ -44,43 +44,10 @@ fi
   exit 1
 }
 
-binary="${CLOUDLINK_BIN:-}"
-if [ -z "$binary" ]; then
-  cargo build --locked --quiet --bin cloudlink
-  binary=target/debug/cloudlink
-fi
-
 tmp="$(mktemp -d)"
-server=""
-stop_server() {
-  if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-  fi
-  server=""
-}
+# shellcheck source=scripts/lib/cloudlink-server.sh
+. scripts/lib/cloudlink-server.sh
 trap 'stop_server; rm -rf "$tmp"' EXIT
-
-# Starts the server on a free port with the store in $tmp; sets $server and $url.
-start_server() {
-  local log="$tmp/server-$1.log"
-  : >"$log"
-  "$binary" --host 127.0.0.1 --port 0 --store "$tmp/cloud.redb" --message-rate 0 2>"$log" &
-  server=$!
-  url=""
-  for _ in $(seq 1 100); do
-    url="$(grep -o 'serving ws://[^ ]*' "$log" | head -n1 | cut -d' ' -f2 || true)"
-    [ -n "$url" ] && return 0
-    if ! kill -0 "$server" 2>/dev/null; then
-      echo "$me: cloudlink did not start ($1):" >&2
-      cat "$log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  echo "$me: cloudlink did not say where it serves within 10 s ($1)" >&2
-  exit 1
-}
 
 # SIGTERM, as systemd or `docker stop` sends: the server writes every change
 # to the store before it exits. Waits at most 10 s for that.
@@ -115,11 +82,11 @@ check() {
 }
 
 version="$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("scratchattach"))')"
-start_server first
+start_server first --store "$tmp/cloud.redb" --message-rate 0
 echo "scratchattach $version sets cloud variables on $url"
 check set
 
 term_server
-start_server second
+start_server second --store "$tmp/cloud.redb" --message-rate 0
 echo "scratchattach $version joins again after a restart on the same store, at $url"
 check rejoin
