@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, MutexGuard, RwLock};
 use std::time::Duration;
 
 use edge::outbox::Outbox;
@@ -24,7 +24,7 @@ use crate::client::{Client, ClientInfo, Protocol};
 use crate::extension::{Command, Event, ExceptionKind, Failure, Hooks, hook};
 use crate::host_rules::HostRules;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::{Registry, State};
 use crate::settings::{Settings, ValueRule};
 use crate::store::{StoreError, VariableStore};
 
@@ -125,6 +125,25 @@ impl CloudLink {
     /// The cloud-variable store, when variables are durable.
     pub(crate) fn store(&self) -> Option<&Arc<VariableStore>> {
         self.0.store.as_ref()
+    }
+
+    /// `state` again, with `room` in memory if the store holds it. The
+    /// record is read with the lock let go (nothing else waits on one
+    /// project's read; the store is local and a record small), so another
+    /// step may have loaded the room meanwhile, and then that one stays.
+    pub(crate) fn load_room<'a>(
+        &'a self,
+        state: MutexGuard<'a, State>,
+        room: &str,
+    ) -> Result<MutexGuard<'a, State>, StoreError> {
+        let Some(store) = self.store().filter(|_| state.room(room).is_none()) else {
+            return Ok(state);
+        };
+        drop(state);
+        let stored = store.load(room)?;
+        let mut state = self.registry().lock();
+        state.insert_loaded(room, stored);
+        Ok(state)
     }
 
     /// Whether Scratch cloud variables are kept in a store (see

@@ -43,11 +43,29 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
-    /// The time now, as entries carry it.
-    pub fn now() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    /// The entry for a change `user` made now: `method` of variable `name`,
+    /// with `value` (`set`, `create`) or `new_name` (`rename`). A value too
+    /// long to log is left out and marked.
+    pub(crate) fn now(
+        user: &str,
+        method: &str,
+        name: &str,
+        value: Option<&Value>,
+        new_name: Option<&str>,
+    ) -> Self {
+        let value = value.filter(|_| matches!(method, "set" | "create"));
+        let logged = value.filter(|v| fits(v));
+        Self {
+            user: user.to_owned(),
+            method: method.to_owned(),
+            variable: name.to_owned(),
+            value: logged.cloned(),
+            value_omitted: value.is_some() && logged.is_none(),
+            new_name: new_name.filter(|_| method == "rename").map(str::to_owned),
+            time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
     }
 }
 

@@ -271,26 +271,17 @@ fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Value>) 
         drop(state);
         return refuse(server, client, CLOSE_OVERLOADED, "This project is full");
     }
-    if state.room(&room).is_none()
-        && let Some(store) = server.store()
-    {
-        // Read without the lock: nothing else waits on this client's read.
-        // The store is local, and one project's record is small.
-        drop(state);
-        let variables = match store.load(&room) {
-            Ok(variables) => variables,
-            Err(error) => {
-                tracing::error!(%error, room, "could not read a project's stored variables");
-                client.finish(
-                    CLOSE_STORE_FAILED,
-                    "The cloud-variable store could not be read",
-                );
-                return Flow::Stop;
-            }
-        };
-        state = server.registry().lock();
-        state.insert_loaded(&room, variables);
-    }
+    let mut state = match server.load_room(state, &room) {
+        Ok(state) => state,
+        Err(error) => {
+            tracing::error!(%error, room, "could not read a project's stored variables");
+            client.finish(
+                CLOSE_STORE_FAILED,
+                "The cloud-variable store could not be read",
+            );
+            return Flow::Stop;
+        }
+    };
     if client.set_username(user) {
         state.index_username(client);
     }
@@ -570,19 +561,12 @@ pub(crate) fn apply(
             wire: update.clone(),
         });
     }
-    let logged_value = value
-        .filter(|_| matches!(method, "set" | "create"))
-        .filter(|v| history::fits(v));
-    let entry = LogEntry {
-        user: user.to_owned(),
-        method: method.to_owned(),
-        variable: name.to_owned(),
-        value: logged_value.cloned(),
-        value_omitted: value.is_some() && logged_value.is_none(),
-        new_name: new_name.filter(|_| method == "rename").map(str::to_owned),
-        time: LogEntry::now(),
-    };
-    history::record(&mut room.log, entry, server.settings().history);
+    // Not even made without a log: this runs for every set.
+    let keep = server.settings().history;
+    if keep > 0 {
+        let entry = LogEntry::now(user, method, name, value, new_name);
+        history::record(&mut room.log, entry, keep);
+    }
     state.mark_dirty(room_id);
     if matches!(method, "set" | "create") {
         server.metrics().set_accepted();

@@ -375,14 +375,8 @@ async fn delete_room(
 /// Applies a change to a project, reading it from the store first when it
 /// is not in memory.
 fn change_loading(server: &CloudLink, id: &str, change: &Change<'_>) -> Result<Applied, Failure> {
-    let mut state = server.registry().lock();
-    if state.room(id).is_none()
-        && let Some(store) = server.store()
-    {
-        drop(state);
-        let variables = store.load(id).map_err(store_failed)?;
-        state = server.registry().lock();
-        state.insert_loaded(id, variables);
-    }
+    let mut state = server
+        .load_room(server.registry().lock(), id)
+        .map_err(store_failed)?;
     Ok(scratch::apply(server, &mut state, id, change))
 }
