@@ -347,20 +347,15 @@ async fn delete_room(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Failure> {
     let server = &admin.cloudlink;
-    let stored = match server.store() {
-        Some(store) => !store.load(&id).map_err(store_failed)?.is_empty(),
-        None => false,
-    };
-    let mut state = server.registry().lock();
-    let Some(room) = state.room_mut(&id) else {
-        if !stored {
-            return Err(no_project(&id));
-        }
-        if let Some(store) = server.store() {
-            // Staged under the registry lock, as a flush would.
-            store.stage([(id, None)]);
-        }
-        return Ok(StatusCode::NO_CONTENT);
+    let mut state = server
+        .load_room(server.registry().lock(), &id)
+        .map_err(store_failed)?;
+    // Emptied, the project's record leaves the store at the next flush.
+    let Some(room) = state
+        .room_mut(&id)
+        .filter(|r| !r.scratch.is_empty() || !r.variables.is_empty() || !r.log.is_empty())
+    else {
+        return Err(no_project(&id));
     };
     room.variables.clear();
     room.log.clear();
