@@ -56,13 +56,15 @@ async fn main() -> ExitCode {
     // Both signals are listened for before the address is announced, so a
     // signal sent the moment a supervisor sees the banner is never missed.
     let stop = edge::process::stop_signal();
+    let refused = sources.refused();
     let mut reload = edge::process::ReloadSignal::new();
     edge::process::announce(&banner(&server.url(), server.local_addr()));
     sources.explain_empty(&cli, &browsable_url(&server.url(), server.local_addr()));
-    tokio::pin!(stop);
+    tokio::pin!(stop, refused);
     loop {
         tokio::select! {
             () = &mut stop => break,
+            message = &mut refused => return fail(&message),
             () = reload.recv() => reload_files(&sources, &server),
         }
     }

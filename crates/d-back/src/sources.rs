@@ -6,7 +6,7 @@
 //! adds the guilds it is in (keeping the file's settings for a guild it lists),
 //! and the ingest API writes into it while the server runs. This module only
 //! wires those together; each source lives in the library. If Discord refuses
-//! the bot after the start, the command ends (see [`end_on_refusal`]).
+//! the bot after the start, the command ends (see [`Sources::refused`]).
 
 use std::time::Duration;
 
@@ -67,7 +67,6 @@ impl Sources {
                 let source = DiscordSource::start(config, store.clone())
                     .await
                     .map_err(|e| e.to_string())?;
-                end_on_refusal(&source);
                 Some(source)
             }
             None => None,
@@ -145,24 +144,29 @@ impl Sources {
         }
     }
 
+    /// Resolves with Discord's reason if it refuses the bot after the start
+    /// (a reset token, an intent switched off); never without a Discord
+    /// source. The command then ends with that one line: it cannot recover
+    /// by itself, and a server whose world silently stopped changing would
+    /// hide the problem. Waited for in `main`'s loop, so the line comes
+    /// after everything the start printed.
+    pub fn refused(&self) -> impl Future<Output = String> + Send + 'static {
+        let failed = self.discord.as_ref().map(DiscordSource::failed);
+        async move {
+            match failed {
+                Some(failed) => match failed.await {
+                    Some(error) => error.to_string(),
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     /// Disconnects from Discord.
     pub async fn stop(self) {
         if let Some(discord) = self.discord {
             discord.stop().await;
         }
     }
-}
-
-/// Ends the process with one line on stderr if Discord refuses the bot after
-/// the start (a reset token, an intent switched off): the command cannot
-/// recover from that by itself, and a server whose world silently stopped
-/// changing would hide the problem. Exit code 1, as for a refusal at the start.
-fn end_on_refusal(source: &DiscordSource) {
-    let failed = source.failed();
-    tokio::spawn(async move {
-        if let Some(error) = failed.await {
-            edge::process::fatal(&error.to_string());
-            std::process::exit(1);
-        }
-    });
 }
