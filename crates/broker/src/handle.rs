@@ -1,0 +1,244 @@
+//! The handle a hub holds: publish, read the shared state, report health.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::{ClusterConfig, Event, publisher, reader};
+
+/// Events waiting to be sent to Redis, at most; past this a publish is
+/// applied locally, as when Redis is down, rather than queued without bound.
+const QUEUE: usize = 65_536;
+
+/// Events read from the log and not yet applied by the hub, at most; the
+/// reader waits for the hub rather than buffering more.
+const DELIVERIES: usize = 4_096;
+
+/// How long a read of the shared state may take before the caller goes on without it.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A Redis connection's settings: a quick verdict on a dead address, and on a
+/// command that does not come back.
+pub(crate) fn connection_config(response: Option<Duration>) -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(response)
+}
+
+/// Something the cluster could not do; the message says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The Redis URL is not one a Redis client accepts.
+    #[error(
+        "the Redis URL {url} is not valid ({reason}); expected redis://host:port/db or rediss://host:port/db"
+    )]
+    Url {
+        /// The URL, without a password.
+        url: String,
+        /// What the client said.
+        reason: String,
+    },
+    /// The cluster name cannot be part of a key.
+    #[error("the cluster name {0:?} must be non-empty and free of braces")]
+    Name(String),
+    /// Redis did not answer, or answered with an error.
+    #[error("Redis: {0}")]
+    Redis(String),
+}
+
+/// Whether [`Broker::publish`] took the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// It is on its way to the log; it comes back through the deliveries.
+    Queued,
+    /// Redis is unreachable (or far behind): the caller applies it locally,
+    /// and the other nodes do not see it.
+    Offline,
+}
+
+/// The cluster link's health and totals, for `/metrics` and `/healthz`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// Both connections to Redis work.
+    pub connected: bool,
+    /// The log has been reached once, so the node follows the cluster.
+    pub ready: bool,
+    /// Events appended to the log by this node.
+    pub published: u64,
+    /// Events read from the log (this node's and the others').
+    pub received: u64,
+    /// Changes applied on this node only because Redis was unreachable.
+    pub applied_locally: u64,
+    /// Times a lost connection to Redis was made again.
+    pub reconnects: u64,
+    /// The last error Redis gave, if any since the start.
+    pub last_error: Option<String>,
+}
+
+/// State the tasks and the handle share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) publisher_up: AtomicBool,
+    pub(crate) reader_up: AtomicBool,
+    pub(crate) ready: AtomicBool,
+    pub(crate) published: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) applied_locally: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Records a failure, logging it only when it is news.
+    pub(crate) fn failed(&self, what: &str, error: impl std::fmt::Display) {
+        let text = format!("{what}: {error}");
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() != Some(text.as_str()) {
+            tracing::warn!(error = %text, "cluster: Redis is unreachable; serving locally and trying again");
+        }
+        *last = Some(text);
+    }
+
+    /// Marks one connection as working again.
+    pub(crate) fn up(&self, flag: &AtomicBool, what: &str) {
+        if !flag.swap(true, Ordering::Relaxed) && self.ready.load(Ordering::Relaxed) {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("cluster: {what} connected to Redis again");
+        }
+    }
+}
+
+/// A node's link to the cluster; cheap to clone. The tasks behind it stop
+/// when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClusterConfig,
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<Event>,
+    /// A connection for reads of the shared state, made when first needed.
+    reads: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    tasks: [AbortHandle; 2],
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Broker {
+    /// Joins the cluster: starts following its log and publishing to it, and
+    /// returns the handle with the receiver of every event, in log order.
+    ///
+    /// Never waits for Redis: until it answers, [`Broker::stats`] says not
+    /// ready and [`Broker::publish`] says [`Sent::Offline`]. Must be called
+    /// inside a tokio runtime.
+    pub fn start(config: ClusterConfig) -> (Self, mpsc::Receiver<Bytes>) {
+        let shared = Arc::new(Shared::default());
+        let (queue, queued) = mpsc::channel(QUEUE);
+        let (deliver, deliveries) = mpsc::channel(DELIVERIES);
+        let publisher = tokio::spawn(publisher::run(
+            config.clone(),
+            Arc::clone(&shared),
+            queued,
+            deliver.clone(),
+        ));
+        let reader = tokio::spawn(reader::run(config.clone(), Arc::clone(&shared), deliver));
+        let inner = Inner {
+            config,
+            shared,
+            queue,
+            reads: tokio::sync::Mutex::new(None),
+            tasks: [publisher.abort_handle(), reader.abort_handle()],
+        };
+        (
+            Self {
+                inner: Arc::new(inner),
+            },
+            deliveries,
+        )
+    }
+
+    /// The cluster this node is in.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// Sends `event` to every node, this one included, through the log.
+    /// Never waits. [`Sent::Offline`] means the caller must apply it locally.
+    pub fn publish(&self, event: Event) -> Sent {
+        let shared = &self.inner.shared;
+        let up =
+            shared.publisher_up.load(Ordering::Relaxed) && shared.reader_up.load(Ordering::Relaxed);
+        if up && self.inner.queue.try_send(event).is_ok() {
+            return Sent::Queued;
+        }
+        shared.applied_locally.fetch_add(1, Ordering::Relaxed);
+        Sent::Offline
+    }
+
+    /// Every field of the shared map `map`, or an error if Redis does not answer in time.
+    pub async fn read_map(&self, map: &str) -> Result<Vec<(String, String)>, BrokerError> {
+        let key = self.inner.config.map_key(map);
+        self.query(redis::cmd("HGETALL").arg(key)).await
+    }
+
+    /// One field of the shared map `map`.
+    pub async fn read_field(&self, map: &str, field: &str) -> Result<Option<String>, BrokerError> {
+        let key = self.inner.config.map_key(map);
+        self.query(redis::cmd("HGET").arg(key).arg(field)).await
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, BrokerError> {
+        let mut slot = self.inner.reads.lock().await;
+        let mut con = match slot.take() {
+            Some(con) => con,
+            None => self
+                .inner
+                .config
+                .client
+                .get_multiplexed_async_connection_with_config(&connection_config(Some(
+                    READ_TIMEOUT,
+                )))
+                .await
+                .map_err(|e| BrokerError::Redis(e.to_string()))?,
+        };
+        let answer = cmd
+            .query_async(&mut con)
+            .await
+            .map_err(|e| BrokerError::Redis(e.to_string()))?;
+        *slot = Some(con);
+        Ok(answer)
+    }
+
+    /// Health and totals.
+    pub fn stats(&self) -> BrokerStats {
+        let shared = &self.inner.shared;
+        BrokerStats {
+            connected: shared.publisher_up.load(Ordering::Relaxed)
+                && shared.reader_up.load(Ordering::Relaxed),
+            ready: shared.ready.load(Ordering::Relaxed),
+            published: shared.published.load(Ordering::Relaxed),
+            received: shared.received.load(Ordering::Relaxed),
+            applied_locally: shared.applied_locally.load(Ordering::Relaxed),
+            reconnects: shared.reconnects.load(Ordering::Relaxed),
+            last_error: shared
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}

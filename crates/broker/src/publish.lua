@@ -1,0 +1,33 @@
+-- Appends one event to the cluster's log and applies its state writes, in one
+-- atomic step, so that the shared state and the log never disagree.
+--
+-- KEYS[1]   the log (a stream)
+-- KEYS[1+i] the map (a hash) of the i-th state write
+-- ARGV[1]   how many entries the log keeps, about
+-- ARGV[2]   the event
+-- then three arguments per state write: operation, field, value
+--   put    sets the field to the value
+--   remove deletes the field
+--   merge  sets the field to the old JSON object with the new one's keys laid over it
+for i = 2, #KEYS do
+  local at = 3 + (i - 2) * 3
+  local op, field, value = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  if op == 'put' then
+    redis.call('HSET', KEYS[i], field, value)
+  elseif op == 'remove' then
+    redis.call('HDEL', KEYS[i], field)
+  elseif op == 'merge' then
+    local old = redis.call('HGET', KEYS[i], field)
+    if old then
+      local merged = cjson.decode(old)
+      for k, v in pairs(cjson.decode(value)) do
+        merged[k] = v
+      end
+      value = cjson.encode(merged)
+    end
+    redis.call('HSET', KEYS[i], field, value)
+  else
+    return redis.error_reply('unknown state write ' .. tostring(op))
+  end
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
