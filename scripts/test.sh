@@ -8,11 +8,13 @@
 # scratchattach, across a restart (scripts/test-scratch-client.sh), and the
 # CloudLink benchmark's load generator in smoke mode.
 #
-# Needs the Rust toolchain, Chromium, python3 (3.9+, with venv; 3.10+ for
+# Needs the Rust toolchain, Chromium, redis-server (the cluster tests start
+# their own on free loopback ports), python3 (3.9+, with venv; 3.10+ for
 # scratchattach; PyPI the first time, for maturin, pytest, websockets and
 # scratchattach) and Python 3.11 with venv (for the CloudLink client, from
-# PyPI). Chromium is installed with apt-get when it is missing and we may
-# (root on Debian/Ubuntu); otherwise this stops and says how to install it.
+# PyPI). Chromium and redis-server are installed with apt-get when they are
+# missing and we may (root on Debian/Ubuntu); otherwise this stops and says
+# how to install them.
 # Nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,19 +36,29 @@ find_chromium() {
   command -v chromium || command -v chromium-browser || command -v google-chrome || return 1
 }
 
-if ! find_chromium >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "scripts/test.sh: installing Chromium for the browser test (apt-get install chromium)" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq chromium >/dev/null
+# Installs Debian's package $2 when the check $1 fails and we may; otherwise
+# stops with how to install it ($3: what needs it, $4: another way, if any).
+need() {
+  local check=$1 package=$2 why=$3 other=${4:-}
+  if ! $check >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "scripts/test.sh: installing $package for $why (apt-get install $package)" >&2
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq "$package" >/dev/null
+    fi
   fi
-  if ! find_chromium >/dev/null; then
-    echo "scripts/test.sh: the browser test needs Chromium. Install it (e.g. 'sudo apt-get install chromium')" >&2
-    echo "or set D_BACK_CHROMIUM to a Chromium or Chrome binary, then run this again." >&2
+  if ! $check >/dev/null; then
+    echo "scripts/test.sh: $why needs $package. Install it (e.g. 'sudo apt-get install $package')" >&2
+    echo "${other:+$other, }then run this again." >&2
     exit 1
   fi
-fi
+}
+
+find_redis() { command -v redis-server; }
+
+need find_chromium chromium "the browser test" "or set D_BACK_CHROMIUM to a Chromium or Chrome binary"
+need find_redis redis-server "the cluster tests"
 
 cargo test --workspace --locked "$@"
 # The library alone, as a program that embeds it builds it (no command-line

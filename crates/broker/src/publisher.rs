@@ -1,8 +1,10 @@
 //! The task that appends this node's events to the cluster's log.
 //!
 //! Events go out in the order they were published, many to a round trip (a
-//! pipeline of script calls). When Redis fails, the events in hand were not
-//! all appended, so they are applied on this node instead: a change is never
+//! pipeline of script calls). A round trip that fails is tried once more on a
+//! fresh connection (a connection that died while idle sends nothing). When
+//! that fails too, the events in hand were not all appended, so they are
+//! applied on this node instead: a change is never
 //! silently lost here, though in that moment the other nodes may miss it (or,
 //! if Redis appended part of a pipeline before failing, this node may apply
 //! one twice: a presence twice is harmless, a chat line shows twice).
@@ -53,45 +55,85 @@ pub(crate) async fn run(
             }
             continue;
         };
-        if queue.recv_many(&mut batch, BATCH).await == 0 {
-            return;
-        }
-        let mut pipe = redis::pipe();
-        for event in &batch {
-            let call = pipe
-                .cmd("EVALSHA")
-                .arg(script.get_hash())
-                .arg(1 + event.state.len())
-                .arg(&log);
-            for write in &event.state {
-                call.arg(config.map_key(&write.map));
-            }
-            call.arg(config.log_length).arg(event.payload.as_ref());
-            for write in &event.state {
-                call.arg(write.op).arg(&write.field).arg(&write.value);
+        // An idle publisher checks its connection, so that health is true and
+        // the first change after an outage does not meet a dead socket.
+        match tokio::time::timeout(IDLE_CHECK, queue.recv_many(&mut batch, BATCH)).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => {
+                let ping = redis::cmd("PING").query_async::<String>(con).await;
+                if let Err(error) = ping {
+                    lost(&shared, &mut connection, error.to_string());
+                }
+                continue;
             }
         }
-        let sent =
-            tokio::time::timeout(ROUND_TRIP, pipe.query_async::<Vec<redis::Value>>(con)).await;
-        match sent {
-            Ok(Ok(_)) => {
+        let pipe = pipeline(&config, &script, &log, &batch);
+        let mut outcome = send(&pipe, con).await;
+        if outcome.is_err() {
+            // A connection that died while idle fails at once without sending
+            // anything: one fresh connection gets the batch to the log after all.
+            if let Ok(mut fresh) = connect(&config, &script).await {
+                outcome = send(&pipe, &mut fresh).await;
+                connection = Some(fresh);
+            }
+        }
+        match outcome {
+            Ok(()) => {
                 shared
                     .published
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 batch.clear();
             }
-            failed => {
-                let error = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "no answer within 5 s".to_owned(),
-                };
-                shared.publisher_up.store(false, Ordering::Relaxed);
-                shared.failed("publishing", error);
-                connection = None;
+            Err(error) => {
+                lost(&shared, &mut connection, error);
                 apply_locally(&shared, &mut queue, &deliver, std::mem::take(&mut batch)).await;
             }
         }
     }
+}
+
+/// How long the publisher waits for work before it checks its connection.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// One script call per event, in order.
+fn pipeline(
+    config: &ClusterConfig,
+    script: &redis::Script,
+    log: &str,
+    batch: &[Event],
+) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for event in batch {
+        let call = pipe
+            .cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(1 + event.state.len())
+            .arg(log);
+        for write in &event.state {
+            call.arg(config.map_key(&write.map));
+        }
+        call.arg(config.log_length).arg(event.payload.as_ref());
+        for write in &event.state {
+            call.arg(write.op).arg(&write.field).arg(&write.value);
+        }
+    }
+    pipe
+}
+
+async fn send(pipe: &redis::Pipeline, con: &mut MultiplexedConnection) -> Result<(), String> {
+    match tokio::time::timeout(ROUND_TRIP, pipe.query_async::<Vec<redis::Value>>(con)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".to_owned()),
+    }
+}
+
+/// Marks the connection lost, so the next turn makes a new one.
+fn lost(shared: &Shared, connection: &mut Option<MultiplexedConnection>, error: String) {
+    shared.publisher_up.store(false, Ordering::Relaxed);
+    shared.failed("publishing", error);
+    *connection = None;
 }
 
 /// Connects and loads the publishing script (again: a restarted Redis has forgotten it).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, ValueEnum};
 use clap_complete::Shell;
-use d_back::{AccessRules, Deadlines, IpNet, MockWorld, Server, ServerBuilder};
+use d_back::{AccessRules, ClusterConfig, Deadlines, IpNet, MockWorld, Server, ServerBuilder};
 use edge::values::parse_network;
 
 /// The backend of d-zone: a WebSocket + HTTP server that shows the members of
@@ -117,6 +117,15 @@ pub struct Cli {
         value_name = "TOKEN",
         hide_env_values = true, help_heading = DATA)]
     pub ingest_token: Option<String>,
+
+    /// Join a cluster of d_back nodes that serve one world through this Redis
+    /// (redis://host:port/db, rediss:// for TLS); see docs/cluster.md.
+    #[arg(long, env = "D_BACK_REDIS_URL", value_name = "URL", hide_env_values = true, help_heading = CLUSTER)]
+    pub redis_url: Option<String>,
+
+    /// The cluster's name: nodes with the same Redis and name share one world.
+    #[arg(long, env = "D_BACK_CLUSTER_NAME", default_value = broker::DEFAULT_CLUSTER_NAME, value_name = "NAME", help_heading = CLUSTER)]
+    pub cluster_name: String,
 
     /// TLS certificate chain (PEM); with --tls-key, serves https:// and wss:// on the same port.
     #[arg(
@@ -241,6 +250,7 @@ const DATA: &str = "Data sources";
 const LIMITS: &str = "Limits";
 const TLS: &str = "TLS";
 const LOGGING: &str = "Logging";
+const CLUSTER: &str = "Cluster";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -261,6 +271,7 @@ impl Cli {
             &mut self.discord_token,
             &mut self.oauth_client_id,
             &mut self.ingest_token,
+            &mut self.redis_url,
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
@@ -318,6 +329,11 @@ impl Cli {
         }
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             builder = builder.tls(cert, key);
+        }
+        if let Some(url) = &self.redis_url {
+            let cluster = ClusterConfig::new(url, &self.cluster_name)
+                .map_err(|e| format!("{}: {e}", setting("redis-url")))?;
+            builder = builder.cluster(cluster);
         }
         let real_ip_header = self.real_ip_header.parse().map_err(|_| {
             format!(

@@ -20,12 +20,13 @@
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 
+use crate::cluster::Cluster;
 use crate::protocol::{
     ChatMessage, ClientIdData, JoinRequestEcho, Outgoing, PresenceUpdate, Roster, ServerInfo,
     ServerJoin, Snowflake, User,
@@ -93,6 +94,17 @@ struct HubInner {
     stats: Stats,
     /// Chat lines each server's feed keeps for watchers that lag behind.
     chat_backlog: usize,
+    /// The cluster this node belongs to, in cluster mode.
+    cluster: OnceLock<Cluster>,
+}
+
+/// A hub reference that does not keep it alive, for the cluster's applier.
+pub(crate) struct WeakHub(Weak<HubInner>);
+
+impl WeakHub {
+    pub(crate) fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
+    }
 }
 
 /// A roster fetch in progress for a server nobody watches yet.
@@ -200,6 +212,7 @@ impl Hub {
                 next_connection: AtomicU64::new(1),
                 stats: Stats::default(),
                 chat_backlog,
+                cluster: OnceLock::new(),
             }),
         }
     }
@@ -208,6 +221,21 @@ impl Hub {
         // A panic elsewhere never leaves a guild half-updated (every update is a
         // single map operation), so a poisoned lock is safe to keep using.
         self.inner.guilds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.inner))
+    }
+
+    /// Makes this hub a cluster member: from now on its broadcasts go through
+    /// the cluster's log (see [`crate::cluster`]).
+    pub(crate) fn join_cluster(&self, cluster: Cluster) {
+        let _ = self.inner.cluster.set(cluster);
+    }
+
+    /// The cluster link, in cluster mode.
+    pub(crate) fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.get()
     }
 
     pub(crate) fn provider(&self) -> &Arc<dyn DataProvider> {
@@ -228,7 +256,18 @@ impl Hub {
     /// A presence with `username` for an unknown user adds them; `delete` removes them.
     /// A removal or a change without a name for a user not in the roster is
     /// sent to no one (a d-zone client would draw a nameless actor for it).
+    ///
+    /// In cluster mode the change goes to every node through the cluster's
+    /// log, and the count is of this node's watchers when it was sent.
     pub fn broadcast_presence(&self, server: &str, update: PresenceUpdate) -> usize {
+        match self.cluster() {
+            Some(cluster) if cluster.presence(server, &update) => self.watchers(server),
+            _ => self.deliver_presence(server, update),
+        }
+    }
+
+    /// Applies a presence on this node: the roster, and its watchers' outboxes.
+    pub(crate) fn deliver_presence(&self, server: &str, update: PresenceUpdate) -> usize {
         let text = Outgoing::Presence {
             server,
             data: &update,
@@ -256,6 +295,14 @@ impl Hub {
 
     /// Sends a chat line to everyone watching `server`; returns how many it was queued for.
     pub fn broadcast_message(&self, server: &str, message: ChatMessage) -> usize {
+        match self.cluster() {
+            Some(cluster) if cluster.message(server, &message) => self.watchers(server),
+            _ => self.deliver_message(server, message),
+        }
+    }
+
+    /// Appends a chat line to this node's feed of `server`.
+    pub(crate) fn deliver_message(&self, server: &str, message: ChatMessage) -> usize {
         let text = Outgoing::Message {
             server,
             data: &message,
@@ -270,6 +317,14 @@ impl Hub {
 
     /// Changes the OAuth2 client id of `server` and tells its watchers.
     pub fn broadcast_client_id(&self, server: &str, client_id: &str) -> usize {
+        match self.cluster() {
+            Some(cluster) if cluster.client_id(server, client_id) => self.watchers(server),
+            _ => self.deliver_client_id(server, client_id),
+        }
+    }
+
+    /// Changes the client id on this node and tells its watchers.
+    pub(crate) fn deliver_client_id(&self, server: &str, client_id: &str) -> usize {
         let text = Outgoing::UpdateClientId {
             server,
             data: ClientIdData { client_id },
@@ -466,8 +521,11 @@ impl Hub {
             };
             let provider = self.provider();
             let fetched = async {
-                let roster = call_provider(provider.users(server)).await?;
-                let client_id = call_provider(provider.client_id(server)).await?;
+                let mut roster = call_provider(provider.users(server)).await?;
+                let mut client_id = call_provider(provider.client_id(server)).await?;
+                if let Some(cluster) = self.cluster() {
+                    cluster.overlay(server, &mut roster, &mut client_id).await;
+                }
                 Ok::<_, ProviderError>((roster, client_id))
             }
             .await;
@@ -583,7 +641,7 @@ pub(crate) fn merge_presence_frames(older: &Wire, newer: &Wire) -> Option<Wire> 
 }
 
 /// Records a presence change in a roster, as the client would apply it.
-fn apply_presence(roster: &mut Roster, update: PresenceUpdate) {
+pub(crate) fn apply_presence(roster: &mut Roster, update: PresenceUpdate) {
     if update.delete {
         roster.shift_remove(&update.uid);
         return;

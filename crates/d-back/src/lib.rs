@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+mod cluster;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
@@ -48,6 +49,7 @@ mod server;
 mod session;
 
 pub use async_trait::async_trait;
+pub use broker::ClusterConfig;
 pub use edge::TlsFiles;
 pub use edge::outbox::CLOSE_TOO_SLOW;
 pub use edge::{AccessRules, Deadlines};

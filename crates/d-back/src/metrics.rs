@@ -192,16 +192,62 @@ impl Collector for HubCollector {
                 stats.slow_clients_closed - stats.stalled_clients_closed,
             ),
         ];
-        let mut family = encoder.encode_descriptor(
-            "slow_clients_closed",
-            "Connections closed because they could not keep up, by reason",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for (reason, value) in slow {
-            let labels = [("reason", reason)];
-            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "slow_clients_closed",
+                "Connections closed because they could not keep up, by reason",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (reason, value) in slow {
+                let labels = [("reason", reason)];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        if let Some(cluster) = self.hub.cluster() {
+            encode_cluster(&cluster.broker().stats(), &mut encoder)?;
         }
         Ok(())
     }
+}
+
+/// The cluster link's health and totals, in cluster mode only.
+fn encode_cluster(
+    stats: &broker::BrokerStats,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), fmt::Error> {
+    let connected = ConstGauge::new(i64::from(stats.connected));
+    connected.encode(encoder.encode_descriptor(
+        "cluster_connected",
+        "1 while both connections to the cluster's Redis work",
+        None,
+        connected.metric_type(),
+    )?)?;
+    let counters = [
+        (
+            "cluster_events_published",
+            "Changes this node appended to the cluster's log",
+            stats.published,
+        ),
+        (
+            "cluster_events_received",
+            "Changes read from the cluster's log, from every node",
+            stats.received,
+        ),
+        (
+            "cluster_applied_locally",
+            "Changes applied on this node only because Redis was unreachable",
+            stats.applied_locally,
+        ),
+        (
+            "cluster_reconnects",
+            "Times a lost connection to Redis was made again",
+            stats.reconnects,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let counter = ConstCounter::new(value);
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+    }
+    Ok(())
 }

@@ -18,10 +18,12 @@ use edge::{AccessRules, Deadlines, Edge, Serving, Settings, TlsFiles};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::cluster::Cluster;
 use crate::http::{self, AppState, StaticSite};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::provider::{DataProvider, MockWorld, Store};
+use broker::ClusterConfig;
 
 /// Per-connection limits that keep one client from hurting the others.
 #[derive(Debug, Clone)]
@@ -109,6 +111,8 @@ pub struct ServerBuilder {
     tls: Option<TlsFiles>,
     /// The ingest API's store and bearer token, when it is on.
     ingest: Option<(Store, String)>,
+    /// The cluster to join, in cluster mode.
+    cluster: Option<ClusterConfig>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -138,6 +142,7 @@ impl Default for ServerBuilder {
             permessage_deflate: true,
             tls: None,
             ingest: None,
+            cluster: None,
         }
     }
 }
@@ -277,6 +282,25 @@ impl ServerBuilder {
         self
     }
 
+    /// Makes this server a node of a cluster: its changes reach the watchers
+    /// on every node through Redis, and theirs reach its own (see
+    /// `docs/cluster.md`). Binding does not wait for Redis; `/readyz` does.
+    ///
+    /// ```no_run
+    /// use d_back::{ClusterConfig, Server};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cluster = ClusterConfig::new("redis://127.0.0.1:6379/0", "d-back")?;
+    /// let server = Server::builder().port(0).cluster(cluster).bind().await?;
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cluster(mut self, config: ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
     /// Checks the settings, opens the port and starts serving.
     pub async fn bind(self) -> Result<RunningServer, StartError> {
         let site = match &self.static_dir {
@@ -293,6 +317,10 @@ impl ServerBuilder {
         })
         .await?;
         let hub = Hub::new(self.provider, self.limits.outbox_frames);
+        if let Some(config) = self.cluster {
+            info!(cluster = config.name(), "joining the cluster");
+            hub.join_cluster(Cluster::join(config, &hub));
+        }
         let state = AppState {
             hub: hub.clone(),
             limits: Arc::new(self.limits),

@@ -130,17 +130,35 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// `GET /healthz`: the process is up and answering.
-async fn healthz() -> &'static str {
-    "ok\n"
+/// `GET /healthz`: the process is up and answering; in cluster mode a second
+/// line tells whether Redis is reached (the node serves either way).
+async fn healthz(State(state): State<AppState>) -> String {
+    match state.hub.cluster().map(|c| c.broker().stats()) {
+        None => "ok\n".to_owned(),
+        Some(stats) if stats.connected => "ok\ncluster: connected\n".to_owned(),
+        Some(stats) => format!(
+            "ok\ncluster: Redis unreachable, serving this node's world ({})\n",
+            stats.last_error.as_deref().unwrap_or("connecting")
+        ),
+    }
 }
 
-/// `GET /readyz`: new clients are welcome (not shutting down).
+/// `GET /readyz`: new clients are welcome: not shutting down, and in cluster
+/// mode the cluster was reached once, so a new node does not show a world
+/// that has not caught up. A node that loses Redis later stays ready: its
+/// browsers keep a live world, and sending new ones elsewhere would not help
+/// when every node has lost Redis.
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.websockets.is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else {
-        "ready\n".into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match state.hub.cluster().map(|c| c.broker().stats()) {
+        Some(stats) if !stats.ready => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the cluster's Redis\n",
+        )
+            .into_response(),
+        _ => "ready\n".into_response(),
     }
 }
 

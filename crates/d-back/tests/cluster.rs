@@ -1,0 +1,285 @@
+//! Cluster mode: several nodes, one real redis-server on a free loopback
+//! port, browsers over real sockets on every node.
+
+mod common;
+
+use std::time::Duration;
+
+use broker::testing::RedisServer;
+use common::binary::{spawn, wait_exit};
+use common::*;
+use d_back::{
+    ChatMessage, ClusterConfig, MockWorld, PresenceUpdate, RunningServer, Server, Status,
+};
+use serde_json::{Value, json};
+
+const NELLY: &str = "123456789012345002";
+const SOUNDBOT: &str = "123456789012345001";
+
+/// A node of the cluster `name` on the built-in world, without its simulator,
+/// that has reached Redis.
+async fn node(redis: &RedisServer, name: &str) -> RunningServer {
+    let world = MockWorld::new().with_cadence(Duration::ZERO, Duration::ZERO);
+    let cluster = ClusterConfig::new(&redis.url(), name).unwrap();
+    let server = start(Server::builder().provider(world).cluster(cluster)).await;
+    let addr = server.local_addr();
+    wait_until(addr, "/readyz", "ready").await;
+    server
+}
+
+/// Waits until `GET path` answers 200 with a body containing `needle`.
+async fn wait_until(addr: std::net::SocketAddr, path: &str, needle: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let response = http(addr, "GET", path).await;
+        if response.status == 200 && response.text().contains(needle) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} did not say {needle:?} within {PATIENCE:?}: {} {}",
+            response.status,
+            response.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn chat(uid: &str, text: &str) -> ChatMessage {
+    ChatMessage {
+        uid: uid.into(),
+        message: text.into(),
+        channel: "c1".into(),
+    }
+}
+
+/// The next `n` presence and message frames a client gets, as short strings.
+async fn changes(client: &mut Client, n: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let frame = client.recv().await;
+        match frame["type"].as_str() {
+            Some("presence") => seen.push(format!(
+                "{}={}",
+                frame["data"]["uid"], frame["data"]["status"]
+            )),
+            Some("message") => seen.push(format!("say {}", frame["data"]["message"])),
+            _ => {}
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn changes_made_on_any_node_reach_browsers_on_every_node_in_one_order() {
+    let redis = RedisServer::start();
+    let nodes = [
+        node(&redis, "order").await,
+        node(&redis, "order").await,
+        node(&redis, "order").await,
+    ];
+    let mut browsers = Vec::new();
+    for node in &nodes {
+        browsers.push(Client::joined(node.local_addr(), "dworld").await.0);
+    }
+    // Two nodes change the same world at the same time.
+    let statuses = [Status::Online, Status::Idle, Status::Dnd, Status::Offline];
+    let writers: Vec<_> = nodes[..2]
+        .iter()
+        .enumerate()
+        .map(|(n, node)| {
+            let hub = node.hub();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    if i % 2 == 0 {
+                        hub.broadcast_presence(
+                            DWORLD,
+                            PresenceUpdate::new(NELLY, statuses[(i / 2 + n) % 4]),
+                        );
+                    } else {
+                        hub.broadcast_message(
+                            DWORLD,
+                            chat(SOUNDBOT, &format!("node {n} line {i}")),
+                        );
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let first = changes(&mut browsers[0], 80).await;
+    for browser in &mut browsers[1..] {
+        assert_eq!(
+            changes(browser, 80).await,
+            first,
+            "every node shows the same sequence"
+        );
+    }
+    for n in 0..2 {
+        let lines: Vec<_> = first
+            .iter()
+            .filter(|c| c.contains(&format!("node {n} ")))
+            .collect();
+        let expected: Vec<_> = (1..40)
+            .step_by(2)
+            .map(|i| format!("say \"node {n} line {i}\""))
+            .collect();
+        assert_eq!(
+            lines,
+            expected.iter().collect::<Vec<_>>(),
+            "node {n}'s lines in its order"
+        );
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_browser_joining_a_late_node_sees_the_current_statuses() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "late").await;
+    let (mut watcher, _) = Client::joined(a.local_addr(), "repos").await;
+    // Nobody watches dworld anywhere: its changes live in Redis only.
+    a.hub()
+        .broadcast_presence(DWORLD, PresenceUpdate::new(NELLY, Status::Dnd));
+    a.hub().broadcast_presence(
+        DWORLD,
+        PresenceUpdate::new("999000000000000001", Status::Online).with_username("newcomer"),
+    );
+    // Removed, then a nameless update that must not bring the user back.
+    let mut left = PresenceUpdate::new(SOUNDBOT, Status::Offline);
+    left.delete = true;
+    a.hub().broadcast_presence(DWORLD, left);
+    a.hub()
+        .broadcast_presence(DWORLD, PresenceUpdate::new(SOUNDBOT, Status::Online));
+    a.hub().broadcast_client_id(DWORLD, "777");
+    // The log has one order: once a change that came after them is back, they are in Redis.
+    a.hub().broadcast_client_id(REPOS, "1");
+    watcher.recv_type("update-clientid").await;
+    let users = |join: &Value| join["data"]["users"].clone();
+    // Started after the changes, like a node that restarts.
+    let c = node(&redis, "late").await;
+    let (_, join) = Client::joined(c.local_addr(), "dworld").await;
+    assert_eq!(users(&join)[NELLY]["status"], "dnd", "{join}");
+    assert_eq!(users(&join)["999000000000000001"]["username"], "newcomer");
+    assert!(
+        users(&join).get(SOUNDBOT).is_none(),
+        "the removal stands: {join}"
+    );
+    assert_eq!(join["data"]["clientId"], "777");
+    // And the node that made them shows the same world.
+    watcher
+        .send(json!({"type": "connect", "data": {"server": "dworld"}}))
+        .await;
+    let again = watcher.recv_type("server-join").await;
+    assert_eq!(users(&again), users(&join));
+    a.shutdown().await;
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_redis_each_node_keeps_its_world_and_after_redis_returns_changes_reach_everyone() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis, "outage").await;
+    let b = node(&redis, "outage").await;
+    let (mut on_a, _) = Client::joined(a.local_addr(), "dworld").await;
+    let (mut on_b, _) = Client::joined(b.local_addr(), "dworld").await;
+    redis.stop();
+    // The first changes may still be tried on the lost connection; none is lost here.
+    for status in [Status::Idle, Status::Dnd, Status::Online] {
+        a.hub()
+            .broadcast_presence(DWORLD, PresenceUpdate::new(NELLY, status));
+        assert_eq!(
+            changes(&mut on_a, 1).await,
+            [format!("\"{NELLY}\"={}", json!(status))]
+        );
+    }
+    wait_until(a.local_addr(), "/healthz", "Redis unreachable").await;
+    let metrics = http(a.local_addr(), "GET", "/metrics").await.text();
+    assert!(metrics.contains("d_back_cluster_connected 0"), "{metrics}");
+    assert_eq!(
+        http(a.local_addr(), "GET", "/readyz").await.status,
+        200,
+        "a node that lost Redis still serves"
+    );
+    assert!(
+        on_b.next_json(QUIET).await.is_none(),
+        "b cannot hear a without Redis"
+    );
+    redis.restart();
+    wait_until(a.local_addr(), "/healthz", "cluster: connected").await;
+    wait_until(b.local_addr(), "/healthz", "cluster: connected").await;
+    b.hub()
+        .broadcast_presence(DWORLD, PresenceUpdate::new(NELLY, Status::Offline));
+    let expected = [format!("\"{NELLY}\"=\"offline\"")];
+    assert_eq!(changes(&mut on_a, 1).await, expected);
+    assert_eq!(changes(&mut on_b, 1).await, expected);
+    let metrics = http(a.local_addr(), "GET", "/metrics").await.text();
+    assert!(metrics.contains("d_back_cluster_connected 1"), "{metrics}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn command_nodes_share_changes_and_one_killed_with_sigkill_leaves_the_others_serving() {
+    let redis = RedisServer::start();
+    let args = [
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--redis-url",
+        &redis.url(),
+        "--cluster-name",
+        "procs",
+    ];
+    let envs = [
+        ("D_BACK_DATA", "examples/world.toml"),
+        ("D_BACK_INGEST_TOKEN", "t"),
+    ];
+    let (mut a, a_addr) = spawn(&args, &envs);
+    let (b, b_addr) = spawn(&args, &envs);
+    wait_until(a_addr, "/readyz", "ready").await;
+    wait_until(b_addr, "/readyz", "ready").await;
+    let (mut on_b, _) = Client::joined(b_addr, "dworld").await;
+    let post = |addr, status: &str| {
+        let body = format!(r#"{{"uid":"{NELLY}","status":"{status}"}}"#);
+        async move {
+            let path = format!("/api/ingest/servers/{DWORLD}/presence");
+            let response = http_with(
+                addr,
+                "POST",
+                &path,
+                &[("Authorization", "Bearer t")],
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(response.status, 200, "{}", response.text());
+        }
+    };
+    post(a_addr, "dnd").await;
+    assert_eq!(
+        changes(&mut on_b, 1).await,
+        [format!("\"{NELLY}\"=\"dnd\"")]
+    );
+    a.kill().unwrap();
+    wait_exit(&mut a);
+    post(b_addr, "online").await;
+    assert_eq!(
+        changes(&mut on_b, 1).await,
+        [format!("\"{NELLY}\"=\"online\"")]
+    );
+    // A node started in the killed one's place sees the world as it is.
+    let (a2, a2_addr) = spawn(&args, &envs);
+    wait_until(a2_addr, "/readyz", "ready").await;
+    let (_, join) = Client::joined(a2_addr, "dworld").await;
+    assert_eq!(join["data"]["users"][NELLY]["status"], "online");
+    for mut child in [a2, b] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
