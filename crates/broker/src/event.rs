@@ -45,6 +45,16 @@ impl StateWrite {
         Self::new("put", map, field, value.into())
     }
 
+    /// Sets `field` of `map` to `value` unless it has a value already.
+    pub fn add(map: impl Into<String>, field: impl Into<String>, value: impl Into<String>) -> Self {
+        Self::new("add", map, field, value.into())
+    }
+
+    /// Deletes the whole of `map`; a later write in the same event starts it afresh.
+    pub fn clear(map: impl Into<String>) -> Self {
+        Self::new("clear", map, "", String::new())
+    }
+
     /// Deletes `field` of `map`.
     pub fn remove(map: impl Into<String>, field: impl Into<String>) -> Self {
         Self::new("remove", map, field, String::new())

@@ -7,13 +7,19 @@
 -- ARGV[2]   the event
 -- then three arguments per state write: operation, field, value
 --   put    sets the field to the value
+--   add    sets the field to the value unless it has one
 --   remove deletes the field
+--   clear  deletes the whole map (field and value unused)
 --   merge  sets the field to the old JSON object with the new one's keys laid over it
 for i = 2, #KEYS do
   local at = 3 + (i - 2) * 3
   local op, field, value = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   if op == 'put' then
     redis.call('HSET', KEYS[i], field, value)
+  elseif op == 'add' then
+    redis.call('HSETNX', KEYS[i], field, value)
+  elseif op == 'clear' then
+    redis.call('DEL', KEYS[i])
   elseif op == 'remove' then
     redis.call('HDEL', KEYS[i], field)
   elseif op == 'merge' then

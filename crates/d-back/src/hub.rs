@@ -26,7 +26,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Change, Cluster};
 use crate::protocol::{
     ChatMessage, ClientIdData, JoinRequestEcho, Outgoing, PresenceUpdate, Roster, ServerInfo,
     ServerJoin, Snowflake, User,
@@ -96,15 +96,6 @@ struct HubInner {
     chat_backlog: usize,
     /// The cluster this node belongs to, in cluster mode.
     cluster: OnceLock<Cluster>,
-}
-
-/// A hub reference that does not keep it alive, for the cluster's applier.
-pub(crate) struct WeakHub(Weak<HubInner>);
-
-impl WeakHub {
-    pub(crate) fn upgrade(&self) -> Option<Hub> {
-        self.0.upgrade().map(|inner| Hub { inner })
-    }
 }
 
 /// A roster fetch in progress for a server nobody watches yet.
@@ -223,14 +214,32 @@ impl Hub {
         self.inner.guilds.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn downgrade(&self) -> WeakHub {
-        WeakHub(Arc::downgrade(&self.inner))
+    /// Makes this hub a node of the cluster: from now on its broadcasts go
+    /// through the cluster's log (see [`crate::cluster`]).
+    pub(crate) fn join_cluster(&self, config: broker::ClusterConfig) {
+        let hub: Weak<HubInner> = Arc::downgrade(&self.inner);
+        let cluster = Cluster::join(config, move |change| {
+            if let Some(inner) = hub.upgrade() {
+                Hub { inner }.apply_cluster_change(change);
+            }
+        });
+        let _ = self.inner.cluster.set(cluster);
     }
 
-    /// Makes this hub a cluster member: from now on its broadcasts go through
-    /// the cluster's log (see [`crate::cluster`]).
-    pub(crate) fn join_cluster(&self, cluster: Cluster) {
-        let _ = self.inner.cluster.set(cluster);
+    /// Applies a broadcast that came through the cluster's log.
+    fn apply_cluster_change(&self, change: Change) {
+        match change {
+            Change::Presence { server, update } => {
+                self.deliver_presence(&server, update);
+            }
+            Change::Message { server, message } => {
+                self.deliver_message(&server, message);
+            }
+            Change::ClientId { server, client_id } => {
+                self.deliver_client_id(&server, &client_id);
+            }
+            Change::Store { .. } => unreachable!("the cluster hands store changes to the store"),
+        }
     }
 
     /// The cluster link, in cluster mode.
@@ -523,8 +532,8 @@ impl Hub {
             let fetched = async {
                 let mut roster = call_provider(provider.users(server)).await?;
                 let mut client_id = call_provider(provider.client_id(server)).await?;
-                if let Some(cluster) = self.cluster() {
-                    cluster.overlay(server, &mut roster, &mut client_id).await;
+                if let Some(cluster) = self.cluster().filter(|c| !c.follows_store()) {
+                    overlay(cluster, server, &mut roster, &mut client_id).await;
                 }
                 Ok::<_, ProviderError>((roster, client_id))
             }
@@ -600,6 +609,32 @@ impl Hub {
     }
 }
 
+/// Lays the cluster's latest state of `server` (what hubs' broadcasts left in
+/// Redis) over what the provider gave; if Redis does not answer, the
+/// provider's answer stands.
+async fn overlay(
+    cluster: &Cluster,
+    server: &str,
+    roster: &mut Roster,
+    client_id: &mut Option<String>,
+) {
+    match cluster.roster_state(server).await {
+        Ok(updates) => updates
+            .into_iter()
+            .for_each(|update| apply_presence(roster, update)),
+        Err(error) => {
+            tracing::warn!(server, %error, "cluster: roster state unavailable; using the provider's")
+        }
+    }
+    match cluster.client_id_state(server).await {
+        Ok(Some(id)) => *client_id = Some(id),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(server, %error, "cluster: client id unavailable; using the provider's")
+        }
+    }
+}
+
 /// The `server-join` that shows `guild` as it is now to a client that asked for
 /// `requested`; a snapshot, so it can replace a slow client's queued presences.
 fn join_frame(guild: &Guild, requested: &str) -> Frame {
@@ -641,7 +676,7 @@ pub(crate) fn merge_presence_frames(older: &Wire, newer: &Wire) -> Option<Wire> 
 }
 
 /// Records a presence change in a roster, as the client would apply it.
-pub(crate) fn apply_presence(roster: &mut Roster, update: PresenceUpdate) {
+fn apply_presence(roster: &mut Roster, update: PresenceUpdate) {
     if update.delete {
         roster.shift_remove(&update.uid);
         return;

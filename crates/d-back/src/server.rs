@@ -18,7 +18,6 @@ use edge::{AccessRules, Deadlines, Edge, Serving, Settings, TlsFiles};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cluster::Cluster;
 use crate::http::{self, AppState, StaticSite};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -319,7 +318,7 @@ impl ServerBuilder {
         let hub = Hub::new(self.provider, self.limits.outbox_frames);
         if let Some(config) = self.cluster {
             info!(cluster = config.name(), "joining the cluster");
-            hub.join_cluster(Cluster::join(config, &hub));
+            hub.join_cluster(config);
         }
         let state = AppState {
             hub: hub.clone(),

@@ -8,8 +8,10 @@ use std::time::Duration;
 use broker::testing::RedisServer;
 use common::binary::{spawn, wait_exit};
 use common::*;
+use d_back::provider::{ServerSettings, Store};
 use d_back::{
-    ChatMessage, ClusterConfig, MockWorld, PresenceUpdate, RunningServer, Server, Status,
+    ChatMessage, ClusterConfig, DataProvider, MockWorld, PresenceUpdate, RunningServer, Server,
+    ServerInfo, ServerList, Status, User,
 };
 use serde_json::{Value, json};
 
@@ -241,8 +243,10 @@ async fn command_nodes_share_changes_and_one_killed_with_sigkill_leaves_the_othe
         ("D_BACK_DATA", "examples/world.toml"),
         ("D_BACK_INGEST_TOKEN", "t"),
     ];
-    let (mut a, a_addr) = spawn(&args, &envs);
+    let (a, a_addr) = spawn(&args, &envs);
+    let mut a = Killed(a);
     let (b, b_addr) = spawn(&args, &envs);
+    let _b = Killed(b);
     wait_until(a_addr, "/readyz", "ready").await;
     wait_until(b_addr, "/readyz", "ready").await;
     let (mut on_b, _) = Client::joined(b_addr, "dworld").await;
@@ -266,8 +270,8 @@ async fn command_nodes_share_changes_and_one_killed_with_sigkill_leaves_the_othe
         changes(&mut on_b, 1).await,
         [format!("\"{NELLY}\"=\"dnd\"")]
     );
-    a.kill().unwrap();
-    wait_exit(&mut a);
+    a.0.kill().unwrap();
+    wait_exit(&mut a.0);
     post(b_addr, "online").await;
     assert_eq!(
         changes(&mut on_b, 1).await,
@@ -275,11 +279,113 @@ async fn command_nodes_share_changes_and_one_killed_with_sigkill_leaves_the_othe
     );
     // A node started in the killed one's place sees the world as it is.
     let (a2, a2_addr) = spawn(&args, &envs);
+    let _a2 = Killed(a2);
     wait_until(a2_addr, "/readyz", "ready").await;
     let (_, join) = Client::joined(a2_addr, "dworld").await;
     assert_eq!(join["data"]["users"][NELLY]["status"], "online");
-    for mut child in [a2, b] {
-        child.kill().unwrap();
-        child.wait().unwrap();
+}
+
+/// A node process, killed when the test ends, also when it fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A node serving `store` in the cluster `name`, ready (its store has caught up).
+async fn store_node(redis: &RedisServer, name: &str, store: &Store) -> RunningServer {
+    let cluster = ClusterConfig::new(&redis.url(), name).unwrap();
+    let server = start(Server::builder().provider(store.clone()).cluster(cluster)).await;
+    store.attach(server.hub());
+    wait_until(server.local_addr(), "/readyz", "ready").await;
+    server
+}
+
+fn guild_list(entries: &[(&str, &str)]) -> ServerList {
+    entries
+        .iter()
+        .map(|(snowflake, id)| {
+            (
+                snowflake.to_string(),
+                ServerInfo::new(*id, format!("Guild {id}")),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_stores_of_every_node_hold_one_world_and_a_late_node_reads_it() {
+    let redis = RedisServer::start();
+    // The first node's store (its data file, say) becomes the cluster's.
+    let first = Store::new();
+    first.replace_servers(guild_list(&[("1000", "guild")]));
+    first
+        .replace_users("1000", [User::new("7", "alice", Status::Online, "#e91e63")])
+        .unwrap();
+    let a = store_node(&redis, "stores", &first).await;
+    let second = Store::new();
+    let b = store_node(&redis, "stores", &second).await;
+    assert!(second.has_server("1000"), "b read the cluster's store");
+    let (mut on_b, join) = Client::joined(b.local_addr(), "guild").await;
+    assert_eq!(join["data"]["users"]["7"]["username"], "alice");
+
+    // A change on a reaches b's browser and b's store.
+    first
+        .presence("1000", PresenceUpdate::new("7", Status::Idle))
+        .unwrap();
+    assert_eq!(changes(&mut on_b, 1).await, ["\"7\"=\"idle\""]);
+    assert_eq!(
+        second.users("1000").await.unwrap()["7"].status,
+        Status::Idle
+    );
+    // A server listed on b can take users at once, and a sees both.
+    second.upsert_server("2000", ServerInfo::new("other", "Other"));
+    second
+        .replace_users("2000", [User::new("8", "bob", Status::Dnd, "#ffffff")])
+        .unwrap();
+    second.set_client_id(Some("1000"), "4242").unwrap();
+    first.set_settings("1000", ServerSettings { hide_offline: true });
+    first
+        .presence("1000", PresenceUpdate::new("7", Status::Offline))
+        .unwrap();
+    // Hidden when offline: browsers are told alice left.
+    let left = on_b.recv_type("presence").await;
+    assert_eq!(
+        left["data"],
+        json!({"uid": "7", "status": "offline", "delete": true})
+    );
+    eventually("a's store has b's server and its users", || {
+        first.has_server("2000") && first.is_member("2000", "8")
+    })
+    .await;
+
+    // A node that starts now reads all of it.
+    let third = Store::new();
+    let c = store_node(&redis, "stores", &third).await;
+    let list = third.servers().await.unwrap();
+    assert_eq!(list.keys().collect::<Vec<_>>(), ["1000", "2000"]);
+    assert!(list["1000"].default);
+    assert!(
+        third.is_member("1000", "7"),
+        "offline members are still members"
+    );
+    assert!(
+        third.users("1000").await.unwrap().is_empty(),
+        "hidden while offline"
+    );
+    assert_eq!(
+        third.settings("1000"),
+        ServerSettings { hide_offline: true }
+    );
+    assert_eq!(
+        third.client_id("1000").await.unwrap().as_deref(),
+        Some("4242")
+    );
+    assert_eq!(third.users("2000").await.unwrap()["8"].status, Status::Dnd);
+    for node in [a, b, c] {
+        node.shutdown().await;
     }
 }

@@ -144,18 +144,18 @@ async fn healthz(State(state): State<AppState>) -> String {
 }
 
 /// `GET /readyz`: new clients are welcome: not shutting down, and in cluster
-/// mode the cluster was reached once, so a new node does not show a world
-/// that has not caught up. A node that loses Redis later stays ready: its
+/// mode the cluster was reached once and a store has read its state, so a new
+/// node does not show a world that has not caught up. A node that loses Redis later stays ready: its
 /// browsers keep a live world, and sending new ones elsewhere would not help
 /// when every node has lost Redis.
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.websockets.is_shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    match state.hub.cluster().map(|c| c.broker().stats()) {
-        Some(stats) if !stats.ready => (
+    match state.hub.cluster() {
+        Some(cluster) if !cluster.ready() => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the cluster's Redis\n",
+            "catching up with the cluster (is its Redis reachable?)\n",
         )
             .into_response(),
         _ => "ready\n".into_response(),

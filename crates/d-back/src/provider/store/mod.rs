@@ -14,10 +14,17 @@
 //! the hub, so that two writers' changes reach browsers in the order they were
 //! recorded; this is safe because the hub never calls the store while holding
 //! its own lock (it asks the provider before locking).
+//!
+//! In cluster mode (see `replica`) every change goes through the cluster's log
+//! and is applied by every node's store in the log's order, so all of them
+//! hold one world; the whole store is kept in Redis too, for nodes that start
+//! later.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+mod replica;
 
 use async_trait::async_trait;
 
@@ -38,7 +45,7 @@ pub const DEFAULT_ROLE_COLOR: &str = "#ffffff";
 pub struct UnknownServer(pub Snowflake);
 
 /// Settings of one server that are not part of the `server-list` entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServerSettings {
     /// Browsers are not shown members who are offline (they appear when they come online).
     pub hide_offline: bool,
@@ -74,6 +81,8 @@ struct Inner {
     hub: OnceLock<Hub>,
     /// Checks OAuth2 logins against Discord; without it passworded servers stay closed.
     oauth: OnceLock<OAuthValidator>,
+    /// The cluster's log and state, in cluster mode.
+    replica: OnceLock<replica::Replica>,
 }
 
 #[derive(Default)]
@@ -123,8 +132,17 @@ impl Store {
     /// Lets the store tell watching browsers about changes; call once after
     /// [`bind`](crate::ServerBuilder::bind) with [`RunningServer::hub`](crate::RunningServer::hub).
     /// Later calls are ignored.
+    ///
+    /// If the hub is a node of a cluster, the store follows the cluster from
+    /// now on: it reads the cluster's store from Redis (or, if the cluster
+    /// has none yet, puts its own there) before the node reports ready.
     pub fn attach(&self, hub: Hub) {
-        let _ = self.inner.hub.set(hub);
+        let cluster = hub.cluster().cloned();
+        if self.inner.hub.set(hub).is_ok()
+            && let Some(cluster) = cluster
+        {
+            replica::follow(self, cluster);
+        }
     }
 
     /// Checks OAuth2 logins for passworded servers with this validator; the first call wins.
@@ -146,6 +164,14 @@ impl Store {
         settings: HashMap<Snowflake, ServerSettings>,
     ) {
         ensure_default(&mut servers);
+        let change = replica::Change::ReplaceServers {
+            servers: replica::listed(&servers, &settings),
+        };
+        self.set_servers(servers, settings);
+        self.publish(change);
+    }
+
+    fn set_servers(&self, servers: ServerList, settings: HashMap<Snowflake, ServerSettings>) {
         let mut state = self.write();
         state.rosters.retain(|k, _| servers.contains_key(k));
         state
@@ -160,6 +186,15 @@ impl Store {
     ///
     /// Returns the entry now listed.
     pub fn upsert_server(&self, snowflake: &str, info: ServerInfo) -> ServerInfo {
+        let listed = self.add_server(snowflake, info.clone());
+        self.publish(replica::Change::UpsertServer {
+            snowflake: snowflake.to_owned(),
+            info: replica::Listed::new(&info, ServerSettings::default()),
+        });
+        listed
+    }
+
+    fn add_server(&self, snowflake: &str, info: ServerInfo) -> ServerInfo {
         let mut state = self.write();
         if let Some(listed) = state.servers.get(snowflake) {
             return listed.clone();
@@ -171,6 +206,13 @@ impl Store {
 
     /// Removes a server and its users.
     pub fn remove_server(&self, snowflake: &str) {
+        self.drop_server(snowflake);
+        self.publish(replica::Change::RemoveServer {
+            snowflake: snowflake.to_owned(),
+        });
+    }
+
+    fn drop_server(&self, snowflake: &str) {
         let mut state = self.write();
         state.servers.shift_remove(snowflake);
         state.rosters.remove(snowflake);
@@ -189,6 +231,10 @@ impl Store {
     /// Changes the settings of a server.
     pub fn set_settings(&self, snowflake: &str, settings: ServerSettings) {
         self.write().settings.insert(snowflake.to_owned(), settings);
+        self.publish(replica::Change::SetSettings {
+            snowflake: snowflake.to_owned(),
+            settings,
+        });
     }
 
     /// Replaces the users of a server; watchers see who left, who came and who changed.
@@ -197,6 +243,17 @@ impl Store {
         server: &str,
         users: impl IntoIterator<Item = User>,
     ) -> Result<(), UnknownServer> {
+        self.known(server)?;
+        let users: Vec<User> = users.into_iter().collect();
+        let change = replica::Change::ReplaceUsers {
+            server: server.to_owned(),
+            users,
+        };
+        self.submit(change);
+        Ok(())
+    }
+
+    fn set_users(&self, server: &str, users: Vec<User>) -> Result<(), UnknownServer> {
         let roster: Roster = users.into_iter().map(|u| (u.uid.clone(), u)).collect();
         let mut changes = Vec::new();
         {
@@ -221,7 +278,7 @@ impl Store {
             state.rosters.insert(server.to_owned(), roster);
             if let Some(hub) = self.inner.hub.get() {
                 for change in changes {
-                    hub.broadcast_presence(server, change);
+                    hub.deliver_presence(server, change);
                 }
             }
         }
@@ -233,7 +290,25 @@ impl Store {
     /// An update with `username` for an unknown user adds them, `delete` removes
     /// them, and an update without a name for an unknown user is ignored (no
     /// one could draw them).
+    ///
+    /// In cluster mode the count is of this node's watchers when it was sent.
     pub fn presence(&self, server: &str, update: PresenceUpdate) -> Result<usize, UnknownServer> {
+        self.known(server)?;
+        let change = replica::Change::Presence {
+            server: server.to_owned(),
+            update,
+        };
+        Ok(match self.submit(change) {
+            Some(reached) => reached,
+            None => self.inner.hub.get().map_or(0, |hub| hub.watchers(server)),
+        })
+    }
+
+    fn record_presence(
+        &self,
+        server: &str,
+        update: PresenceUpdate,
+    ) -> Result<usize, UnknownServer> {
         let mut state = self.write();
         if !state.servers.contains_key(server) {
             return Err(UnknownServer(server.to_owned()));
@@ -242,9 +317,17 @@ impl Store {
         let roster = state.rosters.entry(server.to_owned()).or_default();
         let shown = apply(roster, update, hide_offline);
         Ok(match (shown, self.inner.hub.get()) {
-            (Some(update), Some(hub)) => hub.broadcast_presence(server, update),
+            (Some(update), Some(hub)) => hub.deliver_presence(server, update),
             _ => 0,
         })
+    }
+
+    /// Fails for a server that is not listed.
+    fn known(&self, server: &str) -> Result<(), UnknownServer> {
+        match self.read().servers.contains_key(server) {
+            true => Ok(()),
+            false => Err(UnknownServer(server.to_owned())),
+        }
     }
 
     /// Tells the watchers of `server` that someone said something; returns how many were reached.
@@ -266,7 +349,21 @@ impl Store {
         server: Option<&str>,
         client_id: impl Into<String>,
     ) -> Result<(), UnknownServer> {
-        let client_id = client_id.into();
+        if let Some(server) = server {
+            self.known(server)?;
+        }
+        self.submit(replica::Change::ClientId {
+            server: server.map(str::to_owned),
+            client_id: client_id.into(),
+        });
+        Ok(())
+    }
+
+    fn record_client_id(
+        &self,
+        server: Option<&str>,
+        client_id: String,
+    ) -> Result<(), UnknownServer> {
         let mut state = self.write();
         let affected: Vec<Snowflake> = {
             match server {
@@ -293,7 +390,7 @@ impl Store {
         };
         if let Some(hub) = self.inner.hub.get() {
             for server in affected {
-                hub.broadcast_client_id(&server, &client_id);
+                hub.deliver_client_id(&server, &client_id);
             }
         }
         Ok(())
