@@ -201,7 +201,10 @@ impl Broker {
         self.query(redis::cmd("HGET").arg(key).arg(field)).await
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, BrokerError> {
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, BrokerError> {
         let mut slot = self.inner.reads.lock().await;
         let mut con = match slot.take() {
             Some(con) => con,

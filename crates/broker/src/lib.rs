@@ -44,6 +44,7 @@ mod backoff;
 mod config;
 mod event;
 mod handle;
+mod lease;
 mod publisher;
 mod reader;
 

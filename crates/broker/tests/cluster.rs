@@ -156,3 +156,35 @@ async fn without_redis_changes_stay_local_and_flow_again_after_it_returns() {
     assert_eq!(take(&mut from_b, 1).await, ["after"]);
     assert!(a.stats().reconnects >= 1, "{:?}", a.stats());
 }
+
+#[tokio::test]
+async fn a_lease_has_one_holder_until_it_is_released_or_expires() {
+    let redis = RedisServer::start();
+    let (a, _a_events) = join(&redis, "lease");
+    let (b, _b_events) = join(&redis, "lease");
+    let ttl = Duration::from_millis(300);
+    assert!(a.hold_lease("job", "a", ttl).await.unwrap());
+    assert!(!b.hold_lease("job", "b", ttl).await.unwrap(), "a holds it");
+    assert!(
+        a.hold_lease("job", "a", ttl).await.unwrap(),
+        "the holder extends it"
+    );
+    assert_eq!(b.lease_holder("job").await.unwrap().as_deref(), Some("a"));
+    b.release_lease("job", "b").await.unwrap();
+    assert!(
+        !b.hold_lease("job", "b", ttl).await.unwrap(),
+        "only the holder can give it up"
+    );
+    a.release_lease("job", "a").await.unwrap();
+    assert!(
+        b.hold_lease("job", "b", ttl).await.unwrap(),
+        "given up, it is free"
+    );
+    // b stops extending it, as a node killed without warning would.
+    tokio::time::sleep(ttl * 2).await;
+    assert_eq!(a.lease_holder("job").await.unwrap(), None);
+    assert!(
+        a.hold_lease("job", "a", ttl).await.unwrap(),
+        "expired, it is free"
+    );
+}

@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
         Ok(builder) => builder,
         Err(message) => return fail(&message),
     };
-    let sources = match Sources::start(&cli).await {
+    let mut sources = match Sources::start(&cli).await {
         Ok(sources) => sources,
         Err(message) => return fail(&message),
     };

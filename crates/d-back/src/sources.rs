@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use d_back::provider::discord::{DiscordConfig, DiscordSource};
+use d_back::provider::discord::{DiscordConfig, DiscordLeader, DiscordSource};
 use d_back::provider::{DataFile, OAuthValidator, Store};
 use d_back::{Hub, ServerBuilder};
 use tracing::{info, warn};
@@ -21,6 +21,9 @@ use crate::config::{Cli, seconds};
 pub struct Sources {
     store: Option<Store>,
     discord: Option<DiscordSource>,
+    /// In cluster mode: the bot's settings until [`Sources::attach`], then its leader.
+    cluster_discord: Option<DiscordConfig>,
+    leader: Option<DiscordLeader>,
     /// The data file, to read again on SIGHUP.
     data: Option<std::path::PathBuf>,
 }
@@ -36,6 +39,8 @@ impl Sources {
             return Ok(Self {
                 store: None,
                 discord: None,
+                cluster_discord: None,
+                leader: None,
                 data: None,
             });
         }
@@ -59,21 +64,26 @@ impl Sources {
                 .set_client_id(None, client_id)
                 .map_err(|e| e.to_string())?;
         }
-        let discord = match &cli.discord_token {
-            Some(token) => {
-                let config = DiscordConfig::new(token)
-                    .gateway_url(&cli.discord_gateway_url)
-                    .api_url(&cli.discord_api_url);
+        let config = cli.discord_token.as_ref().map(|token| {
+            DiscordConfig::new(token)
+                .gateway_url(&cli.discord_gateway_url)
+                .api_url(&cli.discord_api_url)
+        });
+        let (discord, cluster_discord) = match config {
+            Some(config) if cli.redis_url.is_some() => (None, Some(config)),
+            Some(config) => {
                 let source = DiscordSource::start(config, store.clone())
                     .await
                     .map_err(|e| e.to_string())?;
-                Some(source)
+                (Some(source), None)
             }
-            None => None,
+            None => (None, None),
         };
         Ok(Self {
             store: Some(store),
             discord,
+            cluster_discord,
+            leader: None,
             data: cli.data.clone(),
         })
     }
@@ -94,7 +104,8 @@ impl Sources {
     /// started with only `--ingest-token` should not have to look up why.
     /// `url` is the server's page address. The token itself is never logged.
     pub fn explain_empty(&self, cli: &Cli, url: &str) {
-        let (Some(store), Some(_), None) = (&self.store, &cli.ingest_token, &self.discord) else {
+        let (Some(store), Some(_), None) = (&self.store, &cli.ingest_token, &cli.discord_token)
+        else {
             return;
         };
         if store.server_count() > 0 {
@@ -114,10 +125,14 @@ impl Sources {
         );
     }
 
-    /// Lets the store's changes reach browsers.
-    pub fn attach(&self, hub: Hub) {
+    /// Lets the store's changes reach browsers (on every node, in cluster
+    /// mode, where the bot now competes for the cluster's Discord lease).
+    pub fn attach(&mut self, hub: Hub) {
         if let Some(store) = &self.store {
-            store.attach(hub);
+            store.attach(hub.clone());
+            if let Some(config) = self.cluster_discord.take() {
+                self.leader = Some(DiscordLeader::start(config, store.clone(), &hub));
+            }
         }
     }
 
@@ -129,7 +144,7 @@ impl Sources {
         let (Some(store), Some(path)) = (&self.store, &self.data) else {
             return;
         };
-        if self.discord.is_some() {
+        if self.discord.is_some() || self.leader.is_some() {
             warn!(file = %path.display(), "the data file is read at start only while the Discord bot is on; restart to apply it");
             return;
         }
@@ -151,13 +166,18 @@ impl Sources {
     /// hide the problem. Waited for in `main`'s loop, so the line comes
     /// after everything the start printed.
     pub fn refused(&self) -> impl Future<Output = String> + Send + 'static {
-        let failed = self.discord.as_ref().map(DiscordSource::failed);
+        let source = self.discord.as_ref().map(DiscordSource::failed);
+        let leader = self.leader.as_ref().map(DiscordLeader::failed);
         async move {
-            match failed {
-                Some(failed) => match failed.await {
-                    Some(error) => error.to_string(),
-                    None => std::future::pending().await,
-                },
+            let failed = async {
+                match (source, leader) {
+                    (Some(failed), _) => failed.await,
+                    (None, Some(failed)) => failed.await,
+                    (None, None) => None,
+                }
+            };
+            match failed.await {
+                Some(error) => error.to_string(),
                 None => std::future::pending().await,
             }
         }
@@ -167,6 +187,9 @@ impl Sources {
     pub async fn stop(self) {
         if let Some(discord) = self.discord {
             discord.stop().await;
+        }
+        if let Some(leader) = self.leader {
+            leader.stop().await;
         }
     }
 }

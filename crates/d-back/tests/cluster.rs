@@ -2,6 +2,8 @@
 //! port, browsers over real sockets on every node.
 
 mod common;
+#[path = "common/fake_discord.rs"]
+mod fake_discord;
 
 use std::time::Duration;
 
@@ -388,4 +390,127 @@ async fn the_stores_of_every_node_hold_one_world_and_a_late_node_reads_it() {
     for node in [a, b, c] {
         node.shutdown().await;
     }
+}
+
+const GUILD: &str = "700000000000000001";
+
+fn guild_create(bob: &str) -> Value {
+    let member = |id: &str, name: &str| json!({"user": {"id": id, "username": name, "global_name": null}, "roles": [], "nick": null});
+    let presence =
+        |id: &str, status: &str| json!({"user": {"id": id}, "guild_id": GUILD, "status": status});
+    json!({
+        "id": GUILD,
+        "name": "Test Guild",
+        "large": false,
+        "roles": [{"id": GUILD, "name": "@everyone", "color": 0, "position": 0}],
+        "members": [member("1001", "alice"), member("1002", "bob")],
+        "presences": [presence("1001", "online"), presence("1002", bob)],
+    })
+}
+
+#[tokio::test]
+async fn the_discord_connection_moves_to_another_node_when_its_node_is_killed() {
+    let redis = RedisServer::start();
+    let mut fake = fake_discord::FakeDiscord::start().await;
+    let (gateway, api, url) = (fake.gateway_url(), fake.api_url(), redis.url());
+    let args = [
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--redis-url",
+        &url,
+        "--cluster-name",
+        "bot",
+        "--discord-gateway-url",
+        &gateway,
+        "--discord-api-url",
+        &api,
+    ];
+    let envs = [("DISCORD_TOKEN", "bot-token-for-tests")];
+    let mut nodes: Vec<(Killed, std::net::SocketAddr)> = (0..3)
+        .map(|_| {
+            let (child, addr) = spawn(&args, &envs);
+            (Killed(child), addr)
+        })
+        .collect();
+    // Exactly one node connects the bot.
+    let (conn, _identify) = fake.accept_and_ready_in("session-1", &[GUILD]).await;
+    conn.dispatch("GUILD_CREATE", 2, guild_create("idle"));
+    let mut browsers = Vec::new();
+    for (_, addr) in &nodes {
+        wait_until(*addr, "/readyz", "ready").await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let join = loop {
+            // The guild reaches each node's store through the cluster.
+            let (mut client, list) = Client::connect(*addr).await;
+            if list["data"].get(GUILD).is_some() {
+                break (client.join("test-guild").await, client);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the guild reached {addr}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            join.0["data"]["users"]["1002"]["status"], "idle",
+            "{}",
+            join.0
+        );
+        browsers.push(join.1);
+    }
+    assert!(
+        fake.next_connection_within(QUIET).await.is_none(),
+        "a second node connected the bot"
+    );
+
+    // Kill the node holding the lease, as a crash would.
+    let watcher = broker::Broker::start(ClusterConfig::new(&url, "bot").unwrap()).0;
+    let holder = watcher
+        .lease_holder("discord")
+        .await
+        .unwrap()
+        .expect("someone holds the lease");
+    let leader = nodes
+        .iter()
+        .position(|(child, _)| holder.contains(&format!("/{}/", child.0.id())))
+        .expect("the holder is one of the nodes");
+    let (mut killed, _) = nodes.remove(leader);
+    browsers.remove(leader);
+    let killed_at = tokio::time::Instant::now();
+    killed.0.kill().unwrap();
+    wait_exit(&mut killed.0);
+
+    let mut conn = fake
+        .next_connection_within(Duration::from_secs(15))
+        .await
+        .expect("another node connects the bot within 15 s");
+    conn.expect_op(2).await;
+    let took_over = killed_at.elapsed();
+    conn.dispatch("READY", 1, fake.ready("session-2", &[GUILD]));
+    conn.dispatch("GUILD_CREATE", 2, guild_create("dnd"));
+    conn.dispatch(
+        "PRESENCE_UPDATE",
+        3,
+        json!({"user": {"id": "1001"}, "guild_id": GUILD, "status": "idle"}),
+    );
+    for browser in &mut browsers {
+        // The new connection's view of bob, and alice's change after it.
+        let mut last = std::collections::HashMap::new();
+        while last.get("\"1001\"").map(String::as_str) != Some("\"idle\"") {
+            let change = changes(browser, 1).await.remove(0);
+            let (uid, status) = change.split_once('=').unwrap();
+            last.insert(uid.to_owned(), status.to_owned());
+        }
+        assert_eq!(
+            last.get("\"1002\"").map(String::as_str),
+            Some("\"dnd\""),
+            "{last:?}"
+        );
+    }
+    assert!(
+        took_over < Duration::from_secs(15),
+        "took over after {took_over:?}"
+    );
 }

@@ -169,10 +169,20 @@ impl FakeDiscord {
 
     /// The next connection the bot opens.
     pub async fn next_connection(&mut self) -> GatewayConn {
-        tokio::time::timeout(PATIENCE, self.connections.recv())
+        self.next_connection_within(PATIENCE)
             .await
             .expect("the bot connects to the gateway in time")
-            .expect("the fake is running")
+    }
+
+    /// The next connection the bot opens, if one comes within `limit`.
+    pub async fn next_connection_within(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> Option<GatewayConn> {
+        let next = tokio::time::timeout(limit, self.connections.recv())
+            .await
+            .ok()?;
+        Some(next.expect("the fake is running"))
     }
 
     /// Accepts a connection, expects IDENTIFY, answers READY; returns the connection and the IDENTIFY.

@@ -20,6 +20,7 @@
 
 mod events;
 mod gateway;
+mod leader;
 mod rest;
 mod roster;
 
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::oauth::DISCORD_API;
 use super::store::Store;
+pub use leader::DiscordLeader;
 
 /// Discord's gateway (the bot connects here unless told otherwise).
 pub const DISCORD_GATEWAY: &str = "wss://gateway.discord.gg";
