@@ -6,9 +6,11 @@
 #   ./scripts/bench.sh                      # every scenario, defaults
 #   ./scripts/bench.sh --runs 3 --slow-secs 60
 #   ./scripts/bench.sh --scenarios fanout --fanout-clients 1000
+#   ./scripts/bench.sh --scenarios cluster   # three nodes through Redis vs one node
 #
-# Arguments go to `bench_load suite` (see `--help` there). Needs cargo and
-# python3 (with venv and network access to PyPI the first time). The Python
+# Arguments go to `bench_load suite` (see `--help` there). Needs cargo,
+# python3 (with venv and network access to PyPI the first time) and, for the
+# cluster scenario, redis-server. The Python
 # reference lives in a throwaway virtualenv under target/bench-venv (delete it
 # to start afresh); server logs go to target/bench-logs/ and the last table to
 # target/bench-last.md. Not part of ./scripts/test.sh: timings depend on the
@@ -22,6 +24,11 @@ for tool in cargo python3; do
     exit 1
   fi
 done
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "scripts/bench.sh: the cluster scenario needs redis-server; install it (e.g. 'sudo apt-get install redis-server')" >&2
+  exit 1
+fi
 
 venv=target/bench-venv
 if ! "$venv/bin/python" -c 'import importlib.metadata as m; assert m.version("d-back") == "0.0.18"' 2>/dev/null; then

@@ -2,8 +2,12 @@
 //! server and a stream of chat lines, built only from the library's public API.
 //!
 //! ```text
-//! cargo run --release --example bench_server -- --port 3000 [--rate R]
+//! cargo run --release --example bench_server -- --port 3000 [--rate R] [--redis-url URL]
 //! ```
+//!
+//! With `--redis-url` it is a node of the cluster `bench` (the cluster
+//! benchmark starts three, one of them producing): its broadcasts go through
+//! Redis to the watchers of every node.
 //!
 //! It serves one Discord server (snowflake `1000`, public id `bench`, the
 //! default) with ten users, and while anyone watches it broadcasts `message`
@@ -44,6 +48,9 @@ struct Args {
     /// Broadcasts per second; absent = as fast as possible; 0 = none.
     #[arg(long)]
     rate: Option<f64>,
+    /// Join the cluster `bench` in this Redis.
+    #[arg(long)]
+    redis_url: Option<String>,
 }
 
 /// The benchmark's world: one server, ten users who never change.
@@ -149,12 +156,14 @@ async fn produce(hub: Hub, rate: Option<f64>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let server = Server::builder()
+    let mut builder = Server::builder()
         .host("127.0.0.1")
         .port(args.port)
-        .provider(BenchWorld)
-        .bind()
-        .await?;
+        .provider(BenchWorld);
+    if let Some(url) = &args.redis_url {
+        builder = builder.cluster(d_back::ClusterConfig::new(url, "bench")?);
+    }
+    let server = builder.bind().await?;
     let producer = tokio::spawn(produce(server.hub(), args.rate));
     tokio::signal::ctrl_c().await.ok();
     producer.abort();

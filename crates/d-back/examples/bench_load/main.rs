@@ -14,7 +14,9 @@
 //! process's multi-threaded runtime, reads the server's CPU time and resident
 //! memory from `/proc`, and kills it. Scenarios: join storm (+ memory held per
 //! idle joined connection), a large hold, fan-out at full speed and at a fixed
-//! offered rate, and fan-out with clients that never read. The generator keeps
+//! offered rate, fan-out with clients that never read, and a cluster of three
+//! nodes sharing one world through a `redis-server` this program starts,
+//! against one node in the same run (`cluster`). The generator keeps
 //! its own cost low (see `client.rs`) and prints its CPU use beside the
 //! server's, so a reader can see when it, not the server, was the limit.
 //!
@@ -87,7 +89,7 @@ struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "join,fanout,slow,hold-max"
+        default_value = "join,fanout,slow,hold-max,cluster"
     )]
     scenarios: Vec<String>,
     /// Clients in the join storm, the hold and the slow-consumer runs.
@@ -120,6 +122,15 @@ struct SuiteArgs {
     /// Where the servers' stderr goes.
     #[arg(long, default_value = "target/bench-logs")]
     logs: PathBuf,
+    /// Browsers in the cluster scenario, spread evenly over its nodes.
+    #[arg(long, default_value_t = 1000)]
+    cluster_clients: usize,
+    /// Nodes in the cluster scenario.
+    #[arg(long, default_value_t = 3)]
+    cluster_nodes: usize,
+    /// The Redis server binary the cluster scenario starts.
+    #[arg(long, default_value = "redis-server")]
+    redis_server: String,
 }
 
 /// A server under test.
@@ -300,7 +311,40 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                     suite.row(&name, "server CPU %", &per, "server_cpu");
                 }
             }
-            other => bail!("unknown scenario '{other}'; choose from join, hold-max, fanout, slow"),
+            "cluster" => {
+                let clients = suite.args.cluster_clients;
+                let nodes = suite.args.cluster_nodes;
+                for rate in [Some(suite.args.fixed_rate), None] {
+                    let load = Load {
+                        clients,
+                        stalled: 0,
+                        rate,
+                        warmup: 1.5,
+                        window: suite.args.secs,
+                        sample_every: if rate.is_some() { 1 } else { 4 },
+                    };
+                    let mut per = BTreeMap::new();
+                    per.insert("one node", suite.measure_nodes(1, &load).await?);
+                    per.insert("cluster", suite.measure_nodes(nodes, &load).await?);
+                    let name = match rate {
+                        None => format!("cluster, {clients} browsers over {nodes} nodes, max rate"),
+                        Some(r) => format!(
+                            "cluster, {clients} browsers over {nodes} nodes, {r} broadcasts/s"
+                        ),
+                    };
+                    suite.row(&name, "delivered msgs/s", &per, "msgs_per_s");
+                    suite.row(&name, "delivered % of offered", &per, "delivered_pct");
+                    suite.row(&name, "delivery p50 ms", &per, "lat_p50_ms");
+                    suite.row(&name, "delivery p99 ms", &per, "lat_p99_ms");
+                    suite.row(&name, "servers CPU % (all nodes)", &per, "server_cpu");
+                    suite.row(&name, "redis-server CPU %", &per, "redis_cpu");
+                    suite.row(&name, "generator CPU %", &per, "gen_cpu");
+                    suite.row(&name, "clients joined", &per, "joined");
+                }
+            }
+            other => bail!(
+                "unknown scenario '{other}'; choose from join, hold-max, fanout, slow, cluster"
+            ),
         }
     }
     suite.print();
@@ -335,10 +379,47 @@ impl Suite {
         Ok(merged)
     }
 
+    /// Measures `load` against `nodes` of ours: one alone, or a cluster
+    /// through a fresh redis-server, the first node producing.
+    async fn measure_nodes(&self, nodes: usize, load: &Load) -> anyhow::Result<Figures> {
+        let redis = if nodes > 1 {
+            Some(RedisProc::start(&self.args.redis_server).await?)
+        } else {
+            None
+        };
+        let mut servers = Vec::new();
+        for node in 0..nodes {
+            let rate = if node == 0 { load.rate } else { Some(0.0) };
+            let extra = match &redis {
+                Some(redis) => vec!["--redis-url".to_owned(), redis.url()],
+                None => Vec::new(),
+            };
+            servers.push(ServerProc::start(self, Target::Ours, rate, &extra).await?);
+        }
+        let redis_cpu0 = redis.as_ref().map(|r| procstat::cpu_seconds(Some(r.pid())));
+        let started = Instant::now();
+        let mut figures = drive(&mut servers, true, self.args.concurrency, load).await?;
+        if let (Some(redis), Some(cpu0)) = (&redis, redis_cpu0) {
+            let busy = procstat::cpu_seconds(Some(redis.pid())) - cpu0;
+            figures.insert("redis_cpu", 100.0 * busy / started.elapsed().as_secs_f64());
+        }
+        eprintln!(
+            "  {nodes} node(s) {:>6} clients rate {:<6} {}",
+            load.clients,
+            load.rate.map_or("max".to_owned(), |r| r.to_string()),
+            figures
+                .iter()
+                .map(|(k, v)| format!("{k}={v:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        Ok(figures)
+    }
+
     async fn measure_once(&self, target: Target, load: &Load) -> anyhow::Result<Figures> {
-        let mut server = ServerProc::start(self, target, load.rate).await?;
+        let server = ServerProc::start(self, target, load.rate, &[]).await?;
         drive(
-            &mut server,
+            &mut [server],
             target != Target::Bare,
             self.args.concurrency,
             load,
@@ -366,6 +447,17 @@ impl Suite {
         println!("| scenario | figure | ours | d-back | bare | ours/d-back | ours/bare |");
         println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
         for (scenario, metric, values) in &self.rows {
+            if values.contains_key("cluster") {
+                let one = values.get("one node");
+                let many = values.get("cluster");
+                println!(
+                    "| {scenario} | {metric} | cluster {} | one node {} | | cluster/one node {} | |",
+                    fmt(many),
+                    fmt(one),
+                    ratio(many, one)
+                );
+                continue;
+            }
             if values.contains_key("all healthy") {
                 let a = values.get("all healthy");
                 let s = values.get("with stalled");
@@ -415,7 +507,12 @@ struct ServerProc {
 }
 
 impl ServerProc {
-    async fn start(suite: &Suite, target: Target, rate: Option<f64>) -> anyhow::Result<Self> {
+    async fn start(
+        suite: &Suite,
+        target: Target,
+        rate: Option<f64>,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let mut words: Vec<String> = match target {
             Target::Ours => suite
@@ -444,6 +541,7 @@ impl ServerProc {
         if let Some(r) = rate {
             words.extend(["--rate".to_owned(), r.to_string()]);
         }
+        words.extend(extra.iter().cloned());
         let log_path = suite
             .args
             .logs
@@ -510,6 +608,54 @@ impl Drop for ServerProc {
     }
 }
 
+/// A redis-server of the cluster scenario's own, on a free loopback port,
+/// without persistence; killed when dropped.
+struct RedisProc {
+    child: Child,
+    port: u16,
+}
+
+impl RedisProc {
+    async fn start(binary: &str) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let child = Command::new(binary)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!("cannot start {binary}: install Redis (e.g. apt-get install redis-server) or pass --redis-server")
+            })?;
+        let redis = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("{binary} did not listen on port {port} within 10 s");
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+        Ok(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(listener.local_addr()?.port())
@@ -538,22 +684,27 @@ struct Outcome {
     delivered: u64,
 }
 
-/// Runs `load` against a started server and computes the figures.
+/// Runs `load` against started servers (the nodes of a cluster, or one
+/// server) and computes the figures; clients are spread evenly over them, and
+/// CPU and memory are their sums.
 async fn drive(
-    server: &mut ServerProc,
+    servers: &mut [ServerProc],
     protocol: bool,
     concurrency: usize,
     load: &Load,
 ) -> anyhow::Result<Figures> {
-    let pid = server.pid;
-    let rss_idle = procstat::rss_kib(pid);
+    let pids: Vec<u32> = servers.iter().map(|s| s.pid).collect();
+    let rss = || pids.iter().map(|&pid| procstat::rss_kib(pid)).sum::<u64>();
+    let server_cpu = || {
+        pids.iter()
+            .map(|&pid| procstat::cpu_seconds(Some(pid)))
+            .sum::<f64>()
+    };
+    let rss_idle = rss();
     let shared = Arc::new(Shared::default());
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let started = Instant::now();
-    let (srv_cpu0, gen_cpu0) = (
-        procstat::cpu_seconds(Some(pid)),
-        procstat::cpu_seconds(None),
-    );
+    let (srv_cpu0, gen_cpu0) = (server_cpu(), procstat::cpu_seconds(None));
     let stall_every = load.clients.checked_div(load.stalled).unwrap_or(0);
     let mut tasks = Vec::with_capacity(load.clients);
     for i in 0..load.clients {
@@ -561,7 +712,7 @@ async fn drive(
         // 127.0.0.2 .. 127.0.0.201: see `Client::open`.
         let source = IpAddr::from([127, 0, 0, 2 + (i % SOURCE_ADDRESSES) as u8]);
         tasks.push(tokio::spawn(one_client(
-            (server.addr, source),
+            (servers[i % servers.len()].addr, source),
             protocol,
             stalled,
             load.sample_every,
@@ -579,18 +730,12 @@ async fn drive(
     }
     let join_secs = shared.last_join_us.load(Ordering::Relaxed) as f64 / 1e6;
     let join_wall = started.elapsed().as_secs_f64();
-    let (srv_cpu1, gen_cpu1) = (
-        procstat::cpu_seconds(Some(pid)),
-        procstat::cpu_seconds(None),
-    );
+    let (srv_cpu1, gen_cpu1) = (server_cpu(), procstat::cpu_seconds(None));
     sleep(Duration::from_secs_f64(load.warmup)).await;
 
-    let rss_start = procstat::rss_kib(pid);
+    let rss_start = rss();
     let mut rss_max = rss_start;
-    let (srv_cpu2, gen_cpu2) = (
-        procstat::cpu_seconds(Some(pid)),
-        procstat::cpu_seconds(None),
-    );
+    let (srv_cpu2, gen_cpu2) = (server_cpu(), procstat::cpu_seconds(None));
     let window_start = Instant::now();
     if load.window > 0.0 {
         shared.measuring.store(true, Ordering::Relaxed);
@@ -598,22 +743,19 @@ async fn drive(
         while Instant::now() < end {
             let left = end.saturating_duration_since(Instant::now());
             sleep(left.min(Duration::from_secs(1))).await;
-            rss_max = rss_max.max(procstat::rss_kib(pid));
+            rss_max = rss_max.max(rss());
         }
         shared.measuring.store(false, Ordering::Relaxed);
     }
     let window = window_start.elapsed().as_secs_f64();
-    let (srv_cpu3, gen_cpu3) = (
-        procstat::cpu_seconds(Some(pid)),
-        procstat::cpu_seconds(None),
-    );
-    let rss_end = procstat::rss_kib(pid);
+    let (srv_cpu3, gen_cpu3) = (server_cpu(), procstat::cpu_seconds(None));
+    let rss_end = rss();
 
     // Stalled clients wait for `stop`; the others read until the server is
     // gone. Killing it before the clients close also keeps TIME_WAIT from
     // piling up on their ports.
     shared.stop.cancel();
-    server.kill();
+    servers.iter_mut().for_each(ServerProc::kill);
     let mut joins = Vec::new();
     let mut latencies = Vec::new();
     let mut delivered = 0;
@@ -653,6 +795,10 @@ async fn drive(
     if load.window > 0.0 {
         let healthy = joined.saturating_sub(load.stalled as u64).max(1);
         f.insert("msgs_per_s", delivered as f64 / window);
+        if let Some(rate) = load.rate.filter(|r| *r > 0.0) {
+            let offered = rate * window * healthy as f64;
+            f.insert("delivered_pct", 100.0 * delivered as f64 / offered);
+        }
         f.insert("per_client", delivered as f64 / window / healthy as f64);
         f.insert("server_cpu", 100.0 * (srv_cpu3 - srv_cpu2) / window);
         f.insert("gen_cpu", 100.0 * (gen_cpu3 - gen_cpu2) / window);
