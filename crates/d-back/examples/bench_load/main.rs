@@ -63,7 +63,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the scenarios against each server and print a table.
-    Suite(SuiteArgs),
+    Suite(Box<SuiteArgs>),
     /// Run the bare reference WebSocket server (the suite starts it itself).
     Bare {
         #[arg(long)]
@@ -165,7 +165,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bare { port, rate } => runtime
             .block_on(bare::serve(port, rate))
             .with_context(|| format!("bare server on port {port} failed")),
-        Cmd::Suite(args) => runtime.block_on(suite(args)),
+        Cmd::Suite(args) => runtime.block_on(suite(*args)),
     }
 }
 
