@@ -211,10 +211,7 @@ impl Broker {
             None => self
                 .inner
                 .config
-                .client
-                .get_multiplexed_async_connection_with_config(&connection_config(Some(
-                    READ_TIMEOUT,
-                )))
+                .connect(&connection_config(Some(READ_TIMEOUT)))
                 .await
                 .map_err(|e| BrokerError::Redis(e.to_string()))?,
         };

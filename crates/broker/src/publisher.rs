@@ -141,10 +141,7 @@ async fn connect(
     config: &ClusterConfig,
     script: &redis::Script,
 ) -> redis::RedisResult<MultiplexedConnection> {
-    let mut con = config
-        .client
-        .get_multiplexed_async_connection_with_config(&connection_config(Some(ROUND_TRIP)))
-        .await?;
+    let mut con = config.connect(&connection_config(Some(ROUND_TRIP))).await?;
     script.load_async(&mut con).await?;
     Ok(con)
 }

@@ -83,10 +83,7 @@ pub(crate) async fn run(config: ClusterConfig, shared: Arc<Shared>, deliver: mps
 
 async fn connect(config: &ClusterConfig) -> redis::RedisResult<MultiplexedConnection> {
     // No response timeout of the client's own: a blocking read is timed above.
-    config
-        .client
-        .get_multiplexed_async_connection_with_config(&connection_config(None))
-        .await
+    config.connect(&connection_config(None)).await
 }
 
 /// The id of the log's last entry, or `0-0` for an empty log.

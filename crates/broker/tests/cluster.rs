@@ -188,3 +188,62 @@ async fn a_lease_has_one_holder_until_it_is_released_or_expires() {
         "expired, it is free"
     );
 }
+
+#[tokio::test]
+async fn through_sentinel_the_nodes_follow_a_failover_to_the_promoted_replica() {
+    let mut primary = RedisServer::start();
+    let replica = RedisServer::replica_of(&primary);
+    let sentinel = broker::testing::RedisSentinel::watching(&primary, "main");
+    let config = || ClusterConfig::new(&sentinel.url("main"), "sentinel").unwrap();
+    let (a, mut from_a) = Broker::start(config());
+    let (b, mut from_b) = Broker::start(config());
+    until_connected(&a).await;
+    until_connected(&b).await;
+    a.publish(Event::new("before").with(StateWrite::put("m", "k", "1")));
+    assert_eq!(take(&mut from_b, 1).await, ["before"]);
+    take(&mut from_a, 1).await;
+
+    // The Sentinel must know the replica before it can promote it.
+    timeout(Duration::from_secs(20), async {
+        loop {
+            let info = std::process::Command::new("redis-cli")
+                .args(["-p", &primary.port().to_string(), "INFO", "replication"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            if info.contains("state=online") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the replica is in sync within 20 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    primary.stop();
+
+    // Publish until the change goes through the promoted replica.
+    let delivered = timeout(Duration::from_secs(30), async {
+        loop {
+            if b.publish(Event::new("after")) == Sent::Queued
+                && let Ok(Some(event)) = timeout(Duration::from_secs(2), from_a.recv()).await
+                && event == "after"
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        delivered.is_ok(),
+        "no change went through after the failover: {:?}",
+        b.stats()
+    );
+    assert_eq!(
+        a.read_field("m", "k").await.unwrap().as_deref(),
+        Some("1"),
+        "the replica had the state"
+    );
+    drop(replica);
+}

@@ -119,7 +119,8 @@ pub struct Cli {
     pub ingest_token: Option<String>,
 
     /// Join a cluster of d_back nodes that serve one world through this Redis
-    /// (redis://host:port/db, rediss:// for TLS); see docs/cluster.md.
+    /// (redis://host:port/db, rediss:// for TLS, redis+sentinel://host:26379/service
+    /// through Sentinels); see docs/cluster.md.
     #[arg(long, env = "D_BACK_REDIS_URL", value_name = "URL", hide_env_values = true, help_heading = CLUSTER)]
     pub redis_url: Option<String>,
 
