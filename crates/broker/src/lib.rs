@@ -19,9 +19,15 @@
 //!   local fan-out goes on; both connections come back with backoff, and the
 //!   log is read on from where it was left, so changes other nodes made
 //!   meanwhile arrive in order.
+//! - **Leases** ([`Broker::hold_lease`]): one node at a time does a job (the
+//!   Discord connection), and another takes over when it stops or dies.
+//!
+//! `d_back` uses it for its hub and its store; the same calls serve
+//! CloudLink's rooms and Scratch variables (`docs/cluster.md` says how).
 //!
 //! Built on [`redis`] (redis-rs): the Redis client that the Redis project
-//! maintains, async on tokio, with `rediss://` over rustls. Reconnection is
+//! maintains, async on tokio, with `rediss://` over rustls and Sentinel
+//! (`redis+sentinel://`) for failover. Reconnection is
 //! this crate's own (a few lines in `publisher` and `reader`) because it must
 //! also decide what happens to the events in flight, which no client can.
 //!
