@@ -35,7 +35,7 @@ pub(crate) fn connection_config(response: Option<Duration>) -> redis::AsyncConne
 pub enum BrokerError {
     /// The Redis URL is not one a Redis client accepts.
     #[error(
-        "the Redis URL {url} is not valid ({reason}); expected redis://host:port/db or rediss://host:port/db"
+        "the Redis URL {url} is not valid ({reason}); expected redis://host:port/db, rediss://host:port/db or redis+sentinel://host:26379/service"
     )]
     Url {
         /// The URL, without a password.
@@ -91,24 +91,37 @@ pub(crate) struct Shared {
     pub(crate) applied_locally: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// The error last logged for each connection, so that a Redis that stays
+    /// away is logged once per connection, not at every retry.
+    logged: Mutex<std::collections::HashMap<&'static str, String>>,
 }
 
 impl Shared {
-    /// Records a failure, logging it only when it is news.
-    pub(crate) fn failed(&self, what: &str, error: impl std::fmt::Display) {
-        let text = format!("{what}: {error}");
-        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-        if last.as_deref() != Some(text.as_str()) {
-            tracing::warn!(error = %text, "cluster: Redis is unreachable; serving locally and trying again");
+    /// Records a failure of the connection `what`, logging it only when it is news.
+    pub(crate) fn failed(&self, what: &'static str, error: impl std::fmt::Display) {
+        let error = error.to_string();
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        if logged.get(what) != Some(&error) {
+            tracing::warn!(connection = what, %error, "cluster: Redis is unreachable; serving locally and trying again");
+            logged.insert(what, error.clone());
         }
-        *last = Some(text);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(format!("{what}: {error}"));
     }
 
-    /// Marks one connection as working again.
-    pub(crate) fn up(&self, flag: &AtomicBool, what: &str) {
+    /// Marks the connection `what` as working again.
+    pub(crate) fn up(&self, flag: &AtomicBool, what: &'static str) {
+        let was_logged = self
+            .logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(what)
+            .is_some();
         if !flag.swap(true, Ordering::Relaxed) && self.ready.load(Ordering::Relaxed) {
             self.reconnects.fetch_add(1, Ordering::Relaxed);
-            tracing::info!("cluster: {what} connected to Redis again");
+            tracing::info!(connection = what, "cluster: connected to Redis again");
+        } else if was_logged {
+            tracing::info!(connection = what, "cluster: connected to Redis");
         }
     }
 }

@@ -45,7 +45,7 @@ pub(crate) async fn run(
                 Ok(con) => {
                     connection = Some(con);
                     backoff.reset();
-                    shared.up(&shared.publisher_up, "the publisher");
+                    shared.up(&shared.publisher_up, "publishing");
                 }
                 Err(error) => {
                     shared.failed("publishing", error);

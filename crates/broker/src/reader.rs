@@ -49,7 +49,7 @@ pub(crate) async fn run(config: ClusterConfig, shared: Arc<Shared>, deliver: mps
             }
         }
         backoff.reset();
-        shared.up(&shared.reader_up, "the log reader");
+        shared.up(&shared.reader_up, "following the log");
         shared.ready.store(true, Ordering::Relaxed);
         let error = loop {
             let from = position.as_deref().expect("set above");
