@@ -1,5 +1,7 @@
 //! The handle a hub holds: publish, read the shared state, report health.
 
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,6 +54,10 @@ pub enum BrokerError {
 }
 
 /// Whether [`Broker::publish`] took the event.
+///
+/// An event applied locally is kept (the last 10,000) and sent to the other
+/// nodes once Redis is back, marked as this node's, so that they catch up on
+/// what happened here meanwhile and this node does not apply it twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     /// It is on its way to the log; it comes back through the deliveries.
@@ -74,6 +80,11 @@ pub struct BrokerStats {
     pub received: u64,
     /// Changes applied on this node only because Redis was unreachable.
     pub applied_locally: u64,
+    /// Changes applied locally while Redis was away and sent to the other
+    /// nodes once it was back.
+    pub replayed: u64,
+    /// Changes applied locally that were too many to keep for replay.
+    pub not_replayed: u64,
     /// Times a lost connection to Redis was made again.
     pub reconnects: u64,
     /// The last error Redis gave, if any since the start.
@@ -81,8 +92,14 @@ pub struct BrokerStats {
 }
 
 /// State the tasks and the handle share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
+    /// This node's name in the log, to know its own replays.
+    pub(crate) node: String,
+    /// Changes applied here only, kept to be sent once Redis is back.
+    kept: Mutex<VecDeque<Event>>,
+    pub(crate) replayed: AtomicU64,
+    not_replayed: AtomicU64,
     pub(crate) publisher_up: AtomicBool,
     pub(crate) reader_up: AtomicBool,
     pub(crate) ready: AtomicBool,
@@ -96,7 +113,62 @@ pub(crate) struct Shared {
     logged: Mutex<std::collections::HashMap<&'static str, String>>,
 }
 
+/// Changes applied here only that are kept for replay, at most; an outage
+/// longer than this loses the oldest for the other nodes (and counts them).
+const KEPT: usize = 10_000;
+
 impl Shared {
+    fn new() -> Self {
+        let node = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+        Self {
+            node: format!("{node:016x}"),
+            kept: Mutex::default(),
+            replayed: AtomicU64::new(0),
+            not_replayed: AtomicU64::new(0),
+            publisher_up: AtomicBool::new(false),
+            reader_up: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            applied_locally: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            last_error: Mutex::default(),
+            logged: Mutex::default(),
+        }
+    }
+
+    /// Counts an event applied here only and keeps it for replay.
+    pub(crate) fn applied_here(&self, event: Event) {
+        self.applied_locally.fetch_add(1, Ordering::Relaxed);
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.push_back(event);
+        if kept.len() > KEPT {
+            kept.pop_front();
+            self.not_replayed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The kept events, oldest first, to replay.
+    pub(crate) fn take_kept(&self) -> Vec<Event> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect()
+    }
+
+    /// Puts events whose replay failed back in front of any kept since.
+    pub(crate) fn keep_again(&self, events: Vec<Event>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        for event in events.into_iter().rev() {
+            kept.push_front(event);
+        }
+        while kept.len() > KEPT {
+            kept.pop_front();
+            self.not_replayed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Records a failure of the connection `what`, logging it only when it is news.
     pub(crate) fn failed(&self, what: &'static str, error: impl std::fmt::Display) {
         let error = error.to_string();
@@ -159,7 +231,7 @@ impl Broker {
     /// ready and [`Broker::publish`] says [`Sent::Offline`]. Must be called
     /// inside a tokio runtime.
     pub fn start(config: ClusterConfig) -> (Self, mpsc::Receiver<Bytes>) {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new());
         let (queue, queued) = mpsc::channel(QUEUE);
         let (deliver, deliveries) = mpsc::channel(DELIVERIES);
         let publisher = tokio::spawn(publisher::run(
@@ -195,10 +267,15 @@ impl Broker {
         let shared = &self.inner.shared;
         let up =
             shared.publisher_up.load(Ordering::Relaxed) && shared.reader_up.load(Ordering::Relaxed);
-        if up && self.inner.queue.try_send(event).is_ok() {
-            return Sent::Queued;
-        }
-        shared.applied_locally.fetch_add(1, Ordering::Relaxed);
+        let event = if up {
+            match self.inner.queue.try_send(event) {
+                Ok(()) => return Sent::Queued,
+                Err(full_or_closed) => full_or_closed.into_inner(),
+            }
+        } else {
+            event
+        };
+        shared.applied_here(event);
         Sent::Offline
     }
 
@@ -246,6 +323,8 @@ impl Broker {
             published: shared.published.load(Ordering::Relaxed),
             received: shared.received.load(Ordering::Relaxed),
             applied_locally: shared.applied_locally.load(Ordering::Relaxed),
+            replayed: shared.replayed.load(Ordering::Relaxed),
+            not_replayed: shared.not_replayed.load(Ordering::Relaxed),
             reconnects: shared.reconnects.load(Ordering::Relaxed),
             last_error: shared
                 .last_error

@@ -5,6 +5,7 @@
 -- KEYS[1+i] the map (a hash) of the i-th state write
 -- ARGV[1]   how many entries the log keeps, about
 -- ARGV[2]   the event
+-- ARGV[3]   the node that applied it already (a replay after an outage), or ''
 -- then three arguments per state write: operation, field, value
 --   put    sets the field to the value
 --   add    sets the field to the value unless it has one
@@ -12,7 +13,7 @@
 --   clear  deletes the whole map (field and value unused)
 --   merge  sets the field to the old JSON object with the new one's keys laid over it
 for i = 2, #KEYS do
-  local at = 3 + (i - 2) * 3
+  local at = 4 + (i - 2) * 3
   local op, field, value = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   if op == 'put' then
     redis.call('HSET', KEYS[i], field, value)
@@ -35,5 +36,8 @@ for i = 2, #KEYS do
   else
     return redis.error_reply('unknown state write ' .. tostring(op))
   end
+end
+if ARGV[3] ~= '' then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2], 'o', ARGV[3])
 end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])

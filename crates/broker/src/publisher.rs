@@ -42,7 +42,12 @@ pub(crate) async fn run(
     loop {
         let Some(con) = connection.as_mut() else {
             match connect(&config, &script).await {
-                Ok(con) => {
+                Ok(mut con) => {
+                    if let Err(error) = replay(&config, &script, &log, &shared, &mut con).await {
+                        shared.failed("publishing", error);
+                        tokio::time::sleep(backoff.next()).await;
+                        continue;
+                    }
                     connection = Some(con);
                     backoff.reset();
                     shared.up(&shared.publisher_up, "publishing");
@@ -68,7 +73,7 @@ pub(crate) async fn run(
                 continue;
             }
         }
-        let pipe = pipeline(&config, &script, &log, &batch);
+        let pipe = pipeline(&config, &script, &log, &batch, "");
         let mut outcome = send(&pipe, con).await;
         if outcome.is_err() {
             // A connection that died while idle fails at once without sending
@@ -96,12 +101,44 @@ pub(crate) async fn run(
 /// How long the publisher waits for work before it checks its connection.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
-/// One script call per event, in order.
+/// Sends the events applied here while Redis was away, marked as this
+/// node's (so its reader skips them), before anything newer.
+async fn replay(
+    config: &ClusterConfig,
+    script: &redis::Script,
+    log: &str,
+    shared: &Shared,
+    con: &mut MultiplexedConnection,
+) -> Result<(), String> {
+    let kept = shared.take_kept();
+    if kept.is_empty() {
+        return Ok(());
+    }
+    for (i, chunk) in kept.chunks(BATCH).enumerate() {
+        let pipe = pipeline(config, script, log, chunk, &shared.node);
+        if let Err(error) = send(&pipe, con).await {
+            shared.keep_again(kept[i * BATCH..].to_vec());
+            return Err(error);
+        }
+        shared
+            .replayed
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+    tracing::info!(
+        changes = kept.len(),
+        "cluster: sent the changes made here while Redis was away to the other nodes"
+    );
+    Ok(())
+}
+
+/// One script call per event, in order; `origin` names the node that applied
+/// them already (a replay), or is empty.
 fn pipeline(
     config: &ClusterConfig,
     script: &redis::Script,
     log: &str,
     batch: &[Event],
+    origin: &str,
 ) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     for event in batch {
@@ -113,7 +150,9 @@ fn pipeline(
         for write in &event.state {
             call.arg(config.map_key(&write.map));
         }
-        call.arg(config.log_length).arg(event.payload.as_ref());
+        call.arg(config.log_length)
+            .arg(event.payload.as_ref())
+            .arg(origin);
         for write in &event.state {
             call.arg(write.op).arg(&write.field).arg(&write.value);
         }
@@ -156,11 +195,10 @@ async fn apply_locally(
     while let Ok(event) = queue.try_recv() {
         batch.push(event);
     }
-    shared
-        .applied_locally
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     for event in batch {
-        if deliver.send(event.payload).await.is_err() {
+        let payload = event.payload.clone();
+        shared.applied_here(event);
+        if deliver.send(payload).await.is_err() {
             return;
         }
     }

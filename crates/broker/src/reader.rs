@@ -67,8 +67,13 @@ pub(crate) async fn run(config: ClusterConfig, shared: Arc<Shared>, deliver: mps
                 };
             for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                 let payload: Option<Vec<u8>> = entry.get("e");
+                // A replay of this node's own: applied here when it happened.
+                let origin: Option<String> = entry.get("o");
                 position = Some(entry.id);
                 shared.received.fetch_add(1, Ordering::Relaxed);
+                if origin.as_deref() == Some(shared.node.as_str()) {
+                    continue;
+                }
                 if let Some(payload) = payload
                     && deliver.send(Bytes::from(payload)).await.is_err()
                 {

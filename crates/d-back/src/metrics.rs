@@ -240,6 +240,16 @@ fn encode_cluster(
             stats.applied_locally,
         ),
         (
+            "cluster_replayed",
+            "Changes made here while Redis was unreachable, sent to the other nodes once it was back",
+            stats.replayed,
+        ),
+        (
+            "cluster_not_replayed",
+            "Changes made here while Redis was unreachable that were too many to keep for the other nodes",
+            stats.not_replayed,
+        ),
+        (
             "cluster_reconnects",
             "Times a lost connection to Redis was made again",
             stats.reconnects,
