@@ -185,6 +185,21 @@ struct Load {
     sample_every: u64,
 }
 
+impl Load {
+    /// Broadcasts to `clients` at `rate` (`None`: flat out), measured for
+    /// `secs` after 1.5 s of warm-up; flat out, one frame in four is timed.
+    fn fanout(clients: usize, rate: Option<f64>, secs: f64) -> Self {
+        Self {
+            clients,
+            stalled: 0,
+            rate,
+            warmup: 1.5,
+            window: secs,
+            sample_every: if rate.is_some() { 1 } else { 4 },
+        }
+    }
+}
+
 struct Suite {
     args: SuiteArgs,
     rows: Vec<(String, String, BTreeMap<&'static str, f64>)>,
@@ -253,14 +268,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                 let fixed = suite.args.fixed_rate;
                 for clients in suite.args.fanout_clients.clone() {
                     for rate in [None, Some(fixed)] {
-                        let load = Load {
-                            clients,
-                            stalled: 0,
-                            rate,
-                            warmup: 1.5,
-                            window: suite.args.secs,
-                            sample_every: if rate.is_some() { 1 } else { 4 },
-                        };
+                        let load = Load::fanout(clients, rate, suite.args.secs);
                         let mut per = BTreeMap::new();
                         for &t in &targets {
                             per.insert(t.label(), suite.measure(t, &load).await?);
@@ -269,12 +277,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                             None => format!("fan-out, {clients} clients, max rate"),
                             Some(r) => format!("fan-out, {clients} clients, {r} broadcasts/s"),
                         };
-                        suite.row(&name, "delivered msgs/s", &per, "msgs_per_s");
-                        suite.row(&name, "delivery p50 ms", &per, "lat_p50_ms");
-                        suite.row(&name, "delivery p99 ms", &per, "lat_p99_ms");
-                        suite.row(&name, "server CPU %", &per, "server_cpu");
-                        suite.row(&name, "generator CPU %", &per, "gen_cpu");
-                        suite.row(&name, "clients joined", &per, "joined");
+                        suite.delivery_rows(&name, &per, "server CPU %");
                     }
                 }
             }
@@ -315,14 +318,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                 let clients = suite.args.cluster_clients;
                 let nodes = suite.args.cluster_nodes;
                 for rate in [Some(suite.args.fixed_rate), None] {
-                    let load = Load {
-                        clients,
-                        stalled: 0,
-                        rate,
-                        warmup: 1.5,
-                        window: suite.args.secs,
-                        sample_every: if rate.is_some() { 1 } else { 4 },
-                    };
+                    let load = Load::fanout(clients, rate, suite.args.secs);
                     let mut per = BTreeMap::new();
                     per.insert("one node", suite.measure_nodes(1, &load).await?);
                     per.insert("cluster", suite.measure_nodes(nodes, &load).await?);
@@ -332,14 +328,9 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                             "cluster, {clients} browsers over {nodes} nodes, {r} broadcasts/s"
                         ),
                     };
-                    suite.row(&name, "delivered msgs/s", &per, "msgs_per_s");
                     suite.row(&name, "delivered % of offered", &per, "delivered_pct");
-                    suite.row(&name, "delivery p50 ms", &per, "lat_p50_ms");
-                    suite.row(&name, "delivery p99 ms", &per, "lat_p99_ms");
-                    suite.row(&name, "servers CPU % (all nodes)", &per, "server_cpu");
                     suite.row(&name, "redis-server CPU %", &per, "redis_cpu");
-                    suite.row(&name, "generator CPU %", &per, "gen_cpu");
-                    suite.row(&name, "clients joined", &per, "joined");
+                    suite.delivery_rows(&name, &per, "servers CPU % (all nodes)");
                 }
             }
             other => bail!(
@@ -425,6 +416,21 @@ impl Suite {
             load,
         )
         .await
+    }
+
+    /// The rows every fan-out measurement prints.
+    fn delivery_rows(
+        &mut self,
+        name: &str,
+        per: &BTreeMap<&'static str, Figures>,
+        server_cpu: &str,
+    ) {
+        self.row(name, "delivered msgs/s", per, "msgs_per_s");
+        self.row(name, "delivery p50 ms", per, "lat_p50_ms");
+        self.row(name, "delivery p99 ms", per, "lat_p99_ms");
+        self.row(name, server_cpu, per, "server_cpu");
+        self.row(name, "generator CPU %", per, "gen_cpu");
+        self.row(name, "clients joined", per, "joined");
     }
 
     fn row(

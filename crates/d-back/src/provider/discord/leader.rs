@@ -63,11 +63,7 @@ impl DiscordLeader {
     /// Resolves with Discord's reason if it refuses the bot for good (as
     /// [`DiscordSource::failed`]), or with `None` once stopped.
     pub fn failed(&self) -> impl Future<Output = Option<DiscordError>> + Send + 'static {
-        let mut failed = self.failed.clone();
-        async move {
-            let refusal = failed.wait_for(Option::is_some).await.ok()?;
-            refusal.clone()
-        }
+        super::first_refusal(self.failed.clone())
     }
 
     /// Disconnects the bot if this node has it, and gives the lease up.

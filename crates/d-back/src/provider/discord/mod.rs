@@ -236,11 +236,7 @@ impl DiscordSource {
     /// connect would otherwise go on serving a world that silently stopped
     /// changing.
     pub fn failed(&self) -> impl Future<Output = Option<DiscordError>> + Send + 'static {
-        let mut failed = self.failed.clone();
-        async move {
-            let refusal = failed.wait_for(Option::is_some).await.ok()?;
-            refusal.clone()
-        }
+        first_refusal(self.failed.clone())
     }
 
     /// Closes the connection and waits for the source to end.
@@ -248,6 +244,12 @@ impl DiscordSource {
         self.stop.cancel();
         let _ = self.task.await;
     }
+}
+
+/// The refusal `failed` will hold, or `None` once its sender is gone (stopped).
+async fn first_refusal(mut failed: watch::Receiver<Option<DiscordError>>) -> Option<DiscordError> {
+    let refusal = failed.wait_for(Option::is_some).await.ok()?;
+    refusal.clone()
 }
 
 #[cfg(test)]
