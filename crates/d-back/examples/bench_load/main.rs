@@ -348,17 +348,7 @@ impl Suite {
         let mut runs = Vec::new();
         for _ in 0..self.args.runs.max(1) {
             let figures = self.measure_once(target, load).await?;
-            eprintln!(
-                "  {:<6} {:>6} clients rate {:<6} {}",
-                target.label(),
-                load.clients,
-                load.rate.map_or("max".to_owned(), |r| r.to_string()),
-                figures
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v:.2}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
+            progress(&format!("{:<6}", target.label()), load, &figures);
             runs.push(figures);
         }
         let mut merged = Figures::new();
@@ -394,16 +384,7 @@ impl Suite {
             let busy = procstat::cpu_seconds(Some(redis.pid())) - cpu0;
             figures.insert("redis_cpu", 100.0 * busy / started.elapsed().as_secs_f64());
         }
-        eprintln!(
-            "  {nodes} node(s) {:>6} clients rate {:<6} {}",
-            load.clients,
-            load.rate.map_or("max".to_owned(), |r| r.to_string()),
-            figures
-                .iter()
-                .map(|(k, v)| format!("{k}={v:.2}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        progress(&format!("{nodes} node(s)"), load, &figures);
         Ok(figures)
     }
 
@@ -488,6 +469,17 @@ impl Suite {
             );
         }
     }
+}
+
+/// One measurement's figures on stderr, as it finishes.
+fn progress(what: &str, load: &Load, figures: &Figures) {
+    let rate = load.rate.map_or("max".to_owned(), |r| r.to_string());
+    let figures: Vec<String> = figures.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
+    eprintln!(
+        "  {what} {:>6} clients rate {rate:<6} {}",
+        load.clients,
+        figures.join(" ")
+    );
 }
 
 fn fmt(v: Option<&f64>) -> String {
