@@ -53,6 +53,7 @@ mod handle;
 mod lease;
 mod publisher;
 mod reader;
+mod shared;
 
 pub use config::{ClusterConfig, DEFAULT_CLUSTER_NAME};
 pub use event::{Event, StateWrite};

@@ -18,7 +18,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
-use crate::handle::{Shared, connection_config};
+use crate::shared::{Shared, connection_config};
 use crate::{ClusterConfig, Event};
 
 /// Events sent in one round trip, at most.

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::ClusterConfig;
 use crate::backoff::Backoff;
-use crate::handle::{Shared, connection_config};
+use crate::shared::{Shared, connection_config};
 
 /// How long one read waits on Redis for new entries.
 const BLOCK_MS: usize = 1_000;
