@@ -42,6 +42,7 @@ mod cluster;
 pub mod fuzzing;
 mod http;
 mod hub;
+mod limits;
 mod metrics;
 pub mod protocol;
 pub mod provider;

@@ -20,36 +20,10 @@ use tracing::info;
 
 use crate::http::{self, AppState, StaticSite};
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::provider::{DataProvider, MockWorld, Store};
 use broker::ClusterConfig;
-
-/// Per-connection limits that keep one client from hurting the others.
-#[derive(Debug, Clone)]
-pub(crate) struct Limits {
-    /// Largest frame (and message) a client may send; larger closes with 1009.
-    pub max_frame_bytes: usize,
-    /// Chat lines, and other frames, a slow client may lag behind by (see `ServerBuilder::outbox_frames`).
-    pub outbox_frames: usize,
-    /// How often idle connections are pinged; silence for two periods drops them.
-    pub ping_interval: Duration,
-    /// How long a write may stay blocked before the client is considered gone.
-    pub stall_timeout: Duration,
-    /// Frames per second a client may send, and how many at once; `None` for no limit.
-    pub message_rate: Option<MessageRate>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_frame_bytes: 64 * 1024,
-            outbox_frames: 256,
-            ping_interval: Duration::from_secs(20),
-            stall_timeout: Deadlines::default().write_stall,
-            message_rate: MessageRate::new(10, 20),
-        }
-    }
-}
 
 /// Why the server could not start; each says what to change.
 #[derive(Debug, thiserror::Error)]

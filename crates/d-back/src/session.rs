@@ -24,9 +24,9 @@ use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
 use crate::hub::{Hub, call_provider, merge_presence_frames};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::protocol::{ConnectRequest, ErrorData, Incoming, Outgoing, ServerInfo, errors};
-use crate::server::Limits;
 use edge::outbox::{CloseRequest, Frame, Outbox, Urgency};
 use edge::writer::{CLOSE_GRACE, WriteObserver, WriterSettings};
 use edge::ws::{self, ReadError};

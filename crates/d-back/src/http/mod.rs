@@ -23,8 +23,8 @@ use axum::routing::get;
 use tracing::warn;
 
 use crate::hub::{Hub, call_provider};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::server::Limits;
 use crate::session;
 
 /// What every request handler may need.
