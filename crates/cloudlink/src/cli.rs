@@ -231,6 +231,27 @@ pub struct Cli {
     )]
     pub store: String,
 
+    /// Share Scratch projects with every cloudlink node of a cluster through
+    /// this Redis (redis://host:port/db, rediss:// for TLS,
+    /// redis+sentinel://host:26379/service), which then keeps their variables
+    /// instead of --store; see docs/cluster.md.
+    #[arg(
+        long,
+        env = "CLOUDLINK_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+
+    /// The cluster's name: nodes with the same Redis and name share projects.
+    #[arg(
+        long,
+        env = "CLOUDLINK_CLUSTER_NAME",
+        default_value = "cloudlink",
+        value_name = "NAME"
+    )]
+    pub cluster_name: String,
+
     /// Milliseconds between writes of changed cloud variables to the store: the
     /// most a crash or `kill -9` can lose (a normal stop loses nothing).
     #[arg(
@@ -362,7 +383,11 @@ impl Cli {
             .ping_interval(positive_seconds("--ping-interval", self.ping_interval)?)
             .flush_interval(Duration::from_millis(self.flush_interval_ms))
             .empty_room_ttl(Duration::from_secs(self.empty_room_ttl));
-        if self.store != "memory" {
+        if let Some(url) = self.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            let cluster = broker::ClusterConfig::new(url, &self.cluster_name)
+                .map_err(|e| format!("--redis-url: {e}"))?;
+            builder = builder.cluster(cluster);
+        } else if self.store != "memory" {
             if self.store.is_empty() {
                 return Err("--store is empty: give a file path, or `memory`".to_owned());
             }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, RwLock};
 use std::time::Duration;
 
+use broker::ClusterConfig;
 use edge::outbox::Outbox;
 use edge::rate::MessageRate;
 use serde_json::Value;
@@ -21,6 +22,7 @@ use serde_json::Value;
 use crate::cl4::status::StatusCode;
 use crate::cl4::wire::{Packet, Val, encode};
 use crate::client::{Client, ClientInfo, Protocol};
+use crate::cluster::Cluster;
 use crate::extension::{Command, Event, ExceptionKind, Failure, Hooks, hook};
 use crate::host_rules::HostRules;
 use crate::metrics::Metrics;
@@ -50,6 +52,8 @@ pub(crate) struct Shared {
     hooks: Hooks,
     registry: Registry,
     store: Option<Arc<VariableStore>>,
+    /// The cluster sharing Scratch projects, in cluster mode.
+    cluster: Option<Cluster>,
     host_rules: RwLock<Arc<HostRules>>,
     pub(crate) metrics: Metrics,
     snowflakes: snowflaked::sync::Generator,
@@ -125,6 +129,16 @@ impl CloudLink {
     /// The cloud-variable store, when variables are durable.
     pub(crate) fn store(&self) -> Option<&Arc<VariableStore>> {
         self.0.store.as_ref()
+    }
+
+    /// The cluster sharing Scratch projects, in cluster mode.
+    pub(crate) fn cluster(&self) -> Option<&Cluster> {
+        self.0.cluster.as_ref()
+    }
+
+    /// The cluster link's health and totals, in cluster mode.
+    pub fn cluster_stats(&self) -> Option<broker::BrokerStats> {
+        self.cluster().map(|c| c.broker().stats())
     }
 
     /// `state` again, with `room` in memory if the store holds it. The
@@ -371,6 +385,7 @@ pub struct Builder {
     settings: Settings,
     hooks: Hooks,
     store: Option<Arc<VariableStore>>,
+    cluster: Option<ClusterConfig>,
     host_rules: HostRules,
 }
 
@@ -657,12 +672,40 @@ impl Builder {
         self
     }
 
+    /// Makes this server a node of a cluster: Scratch projects are shared
+    /// with every node of it through Redis, which also keeps their variables
+    /// (instead of [`Builder::store`]; see `docs/cluster.md`). [`Builder::build`]
+    /// must then run inside a tokio runtime.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cluster = broker::ClusterConfig::new("redis://127.0.0.1:6379/0", "cloudlink")?;
+    /// let server = cloudlink::CloudLink::builder().cluster(cluster).build();
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cluster(mut self, config: ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self.store = None;
+        self
+    }
+
     /// The server state, ready to serve connections.
     pub fn build(self) -> CloudLink {
-        CloudLink(Arc::new(Shared {
+        let (cluster, deliveries) = match self.cluster {
+            Some(config) => {
+                let (cluster, deliveries) = Cluster::join(config);
+                (Some(cluster), Some(deliveries))
+            }
+            None => (None, None),
+        };
+        let server = CloudLink(Arc::new(Shared {
             settings: self.settings,
             hooks: self.hooks,
             registry: Registry::new(self.store.is_some()),
+            cluster,
             store: self.store,
             host_rules: RwLock::new(Arc::new(self.host_rules)),
             metrics: Metrics::default(),
@@ -670,6 +713,13 @@ impl Builder {
                 .instance(SNOWFLAKE_INSTANCE)
                 .build(),
             next_key: AtomicU64::new(0),
-        }))
+        }));
+        if let Some(deliveries) = deliveries {
+            tokio::spawn(crate::cluster::follow(
+                deliveries,
+                Arc::downgrade(&server.0),
+            ));
+        }
+        server
     }
 }

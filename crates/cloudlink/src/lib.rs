@@ -55,6 +55,7 @@
 pub mod admin;
 pub(crate) mod cl4;
 mod client;
+mod cluster;
 mod extension;
 mod handle;
 pub mod history;

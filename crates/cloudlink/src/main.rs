@@ -27,7 +27,16 @@ async fn main() -> ExitCode {
     };
     let stop = edge::process::stop_signal();
     let mut reload = edge::process::ReloadSignal::new();
-    let variables = if cli.store == "memory" {
+    let variables = if cli
+        .redis_url
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty())
+    {
+        format!(
+            "Scratch projects shared with the cluster {}",
+            cli.cluster_name
+        )
+    } else if cli.store == "memory" {
         "cloud variables in memory".to_owned()
     } else {
         format!("cloud variables stored in {}", cli.store)

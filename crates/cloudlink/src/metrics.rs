@@ -182,6 +182,26 @@ impl Collector for StateCollector {
                 i64::try_from(bytes).unwrap_or(i64::MAX),
             ));
         }
+        if let Some(stats) = cloudlink.cluster_stats() {
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            gauges.extend([
+                (
+                    "cluster_connected",
+                    "1 while both connections to the cluster's Redis work",
+                    i64::from(stats.connected),
+                ),
+                (
+                    "cluster_applied_locally",
+                    "Changes applied on this node only because Redis was unreachable (since the start)",
+                    count(stats.applied_locally),
+                ),
+                (
+                    "cluster_replayed",
+                    "Of those, changes sent to the other nodes once Redis was back (since the start)",
+                    count(stats.replayed),
+                ),
+            ]);
+        }
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;

@@ -150,7 +150,7 @@ pub(crate) async fn handle(server: &CloudLink, client: &Client, message: Value) 
     }
     if builtin {
         let flow = match method {
-            "handshake" => handshake(server, client, object),
+            "handshake" => handshake(server, client, object).await,
             _ => variable(server, client, method, object),
         };
         if flow == Flow::Stop {
@@ -217,7 +217,7 @@ fn validation_failed(client: &Client, errors: &crate::schema::Errors) -> Flow {
     Flow::Stop
 }
 
-fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Value>) -> Flow {
+async fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Value>) -> Flow {
     if !client.first_handshake() {
         return Flow::Continue;
     }
@@ -243,8 +243,27 @@ fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Value>) 
     if let Err(refusal) = server.host_rules_now().check(user, &room, has_user_agent) {
         return refuse_by_rule(server, client, refusal);
     }
+    // In a cluster, a project this node does not hold is read from Redis first.
+    let read = match server.cluster() {
+        Some(cluster) if server.registry().lock().room(&room).is_none() => {
+            match cluster.read_project(&room).await {
+                Ok(variables) => Some((cluster, variables)),
+                Err(error) => {
+                    tracing::error!(%error, room, "could not read a project's variables from the cluster");
+                    client.finish(
+                        CLOSE_STORE_FAILED,
+                        "The cloud-variable store could not be read",
+                    );
+                    return Flow::Stop;
+                }
+            }
+        }
+        _ => None,
+    };
     let settings = server.settings();
     let mut state = server.registry().lock();
+    // Whatever happens below, changes held for the read are applied or let go.
+    let held = read.as_ref().map(|(cluster, _)| cluster.loaded(&room));
     if state.room(&room).is_none() && state.room_total() >= settings.max_rooms {
         // Rooms kept only for the store give way first: their variables are
         // safe in it, and otherwise anyone could fill the server with
@@ -270,6 +289,18 @@ fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Value>) 
     {
         drop(state);
         return refuse(server, client, CLOSE_OVERLOADED, "This project is full");
+    }
+    if let (Some((_, variables)), Some(held)) = (read, held)
+        && state.room(&room).is_none()
+    {
+        state.insert_loaded(
+            &room,
+            crate::store::Stored {
+                variables,
+                log: Default::default(),
+            },
+        );
+        crate::cluster::apply_held(server, &mut state, held);
     }
     let mut state = match server.load_room(state, &room) {
         Ok(state) => state,
@@ -434,7 +465,23 @@ fn change(server: &CloudLink, client: &Client, method: &str, message: &Map<Strin
         value: message.get("value"),
         new_name: message.get("new_name").and_then(Value::as_str),
     };
-    if let Applied::TooManyVariables(max) = apply(server, &mut state, &room_id, &change) {
+    let applied = match server.cluster() {
+        Some(cluster) => match too_many(server, &state, &room_id, &change) {
+            Some(max) => Applied::TooManyVariables(max),
+            None => {
+                let current = state.room(&room_id).and_then(|r| r.variables.get(name));
+                let sent = crate::cluster::ProjectChange::new(&room_id, &change);
+                if cluster.publish(&sent, current) {
+                    // Applied here, as everywhere, when it comes back from the log.
+                    Applied::Changed
+                } else {
+                    apply(server, &mut state, &room_id, &change)
+                }
+            }
+        },
+        None => apply(server, &mut state, &room_id, &change),
+    };
+    if let Applied::TooManyVariables(max) = applied {
         drop(state);
         let text = format!("Too many variables: a project may have at most {max}.");
         client.push_wire(edge::ws::text_frame(&text));
@@ -486,19 +533,12 @@ pub(crate) fn apply(
         value,
         new_name,
     } = *change;
+    if let Some(max) = too_many(server, state, room_id, change) {
+        return Applied::TooManyVariables(max);
+    }
     let Some(room) = state.room_mut(room_id) else {
         return Applied::NoRoom;
     };
-    let has = |name: &str| room.variables.contains_key(name);
-    let grows = match method {
-        "set" | "create" => !has(name),
-        "rename" => !has(name) && new_name.is_some_and(|new| !has(new)),
-        _ => false,
-    };
-    let max = server.settings().max_variables_per_room;
-    if grows && room.variables.len() >= max {
-        return Applied::TooManyVariables(max);
-    }
     let (update, urgency) = match (method, value, new_name) {
         ("set", Some(value), _) => {
             // Exact JSON equality: 1, 1.0 and true are different values.
@@ -572,6 +612,25 @@ pub(crate) fn apply(
         server.metrics().set_accepted();
     }
     Applied::Changed
+}
+
+/// The project's variable limit, if `change` would make one variable more
+/// than it allows.
+fn too_many(
+    server: &CloudLink,
+    state: &crate::registry::State,
+    room_id: &str,
+    change: &Change<'_>,
+) -> Option<usize> {
+    let room = state.room(room_id)?;
+    let has = |name: &str| room.variables.contains_key(name);
+    let grows = match change.method {
+        "set" | "create" => !has(change.name),
+        "rename" => !has(change.name) && change.new_name.is_some_and(|new| !has(new)),
+        _ => false,
+    };
+    let max = server.settings().max_variables_per_room;
+    (grows && room.variables.len() >= max).then_some(max)
 }
 
 /// Characters a variable's name may have (TurboWarp's limit): without one,

@@ -368,10 +368,17 @@ async fn delete_room(
 }
 
 /// Applies a change to a project, reading it from the store first when it
-/// is not in memory.
+/// is not in memory; in a cluster, sends it to every node (and Redis) like a
+/// member's change.
 fn change_loading(server: &CloudLink, id: &str, change: &Change<'_>) -> Result<Applied, Failure> {
     let mut state = server
         .load_room(server.registry().lock(), id)
         .map_err(store_failed)?;
+    if let Some(cluster) = server.cluster() {
+        let current = state.room(id).and_then(|r| r.variables.get(change.name));
+        if cluster.publish(&crate::cluster::ProjectChange::new(id, change), current) {
+            return Ok(Applied::Changed);
+        }
+    }
     Ok(scratch::apply(server, &mut state, id, change))
 }
