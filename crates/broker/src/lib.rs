@@ -16,14 +16,15 @@
 //!   nothing and sees nothing twice.
 //! - **Redis is not required to keep serving.** When Redis cannot be reached,
 //!   [`Broker::publish`] says so and the caller applies its change locally, so
-//!   local fan-out goes on; both connections come back with backoff, and the
-//!   log is read on from where it was left, so changes other nodes made
-//!   meanwhile arrive in order.
+//!   local fan-out goes on; the broker keeps the change (the last 10,000) and
+//!   sends it to the other nodes once Redis is back. Both connections come
+//!   back with backoff, and the log is read on from where it was left, so
+//!   changes other nodes made meanwhile arrive in order.
 //! - **Leases** ([`Broker::hold_lease`]): one node at a time does a job (the
 //!   Discord connection), and another takes over when it stops or dies.
 //!
-//! `d_back` uses it for its hub and its store; the same calls serve
-//! CloudLink's rooms and Scratch variables (`docs/cluster.md` says how).
+//! `d_back` uses it for its hub and its store, `cloudlink` for Scratch
+//! projects (`docs/cluster.md` says how it is to serve CL4 rooms too).
 //!
 //! Built on [`redis`] (redis-rs): the Redis client that the Redis project
 //! maintains, async on tokio, with `rediss://` over rustls and Sentinel

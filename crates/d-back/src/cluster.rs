@@ -23,8 +23,8 @@
 //! presence applied twice changes nothing.
 //!
 //! When Redis is unreachable the broker says so and the change is applied on
-//! this node only: its browsers keep a live world, the other nodes catch up
-//! on what follows once Redis is back. See `docs/cluster.md`.
+//! this node only: its browsers keep a live world, and the broker sends the
+//! change to the other nodes once Redis is back. See `docs/cluster.md`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

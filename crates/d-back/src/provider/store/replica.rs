@@ -11,7 +11,8 @@
 //!   applied by every node as it comes back from the log, so that two nodes
 //!   changing one user end in the same state everywhere.
 //!
-//! When Redis is unreachable a change is applied here only.
+//! When Redis is unreachable a change is applied here only, and the broker
+//! sends it to the other nodes once Redis is back.
 //!
 //! Redis holds, under the cluster's prefix: `store:servers` (snowflake → the
 //! entry with its password, settings and place in the list),
