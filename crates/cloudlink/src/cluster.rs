@@ -69,6 +69,9 @@ impl ProjectChange {
     }
 }
 
+/// The method of a change that deletes a whole project (the admin API's).
+const DELETE_PROJECT: &str = "delete-project";
+
 /// The shared map of one project's variables.
 fn project_map(project: &str) -> String {
     format!("scratch:{project}")
@@ -128,6 +131,23 @@ impl Cluster {
         self.broker.publish(event) == Sent::Queued
     }
 
+    /// Sends the deletion of a whole project to every node (each empties it
+    /// and closes its members with 4004) and clears it in Redis; `false`
+    /// when Redis is unreachable and the caller deletes it here.
+    pub(crate) fn publish_deletion(&self, project: &str) -> bool {
+        let change = ProjectChange {
+            project: project.to_owned(),
+            user: String::new(),
+            method: DELETE_PROJECT.to_owned(),
+            name: String::new(),
+            value: None,
+            new_name: None,
+        };
+        let payload = serde_json::to_vec(&change).expect("changes serialize");
+        let event = Event::new(payload).with(StateWrite::clear(project_map(project)));
+        self.broker.publish(event) == Sent::Queued
+    }
+
     /// Reads a project's variables from Redis; changes to it that arrive
     /// from now until [`Cluster::loaded`] are held for it.
     pub(crate) async fn read_project(
@@ -135,13 +155,19 @@ impl Cluster {
         project: &str,
     ) -> Result<IndexMap<String, Value>, BrokerError> {
         self.loading().entry(project.to_owned()).or_default();
-        let fields = match self.broker.read_map(&project_map(project)).await {
-            Ok(fields) => fields,
-            Err(error) => {
-                self.loading().remove(project);
-                return Err(error);
-            }
-        };
+        let read = self.read_variables(project).await;
+        if read.is_err() {
+            self.loading().remove(project);
+        }
+        read
+    }
+
+    /// A project's variables as Redis holds them.
+    pub(crate) async fn read_variables(
+        &self,
+        project: &str,
+    ) -> Result<IndexMap<String, Value>, BrokerError> {
+        let fields = self.broker.read_map(&project_map(project)).await?;
         Ok(fields
             .into_iter()
             .filter_map(|(name, value)| Some((name, serde_json::from_str(&value).ok()?)))
@@ -184,6 +210,16 @@ pub(crate) fn apply_held(
         {
             continue;
         }
+        apply_change(server, state, &change);
+    }
+}
+
+/// Applies one change from the log to this node's copy of its project, if
+/// it holds the project.
+fn apply_change(server: &CloudLink, state: &mut crate::registry::State, change: &ProjectChange) {
+    if change.method == DELETE_PROJECT {
+        scratch::delete_project(server, state, &change.project);
+    } else if state.room(&change.project).is_some() {
         scratch::apply(server, state, &change.project, &change.as_change());
     }
 }
@@ -210,8 +246,6 @@ pub(crate) async fn follow(mut deliveries: mpsc::Receiver<Bytes>, server: Weak<S
         let Some(change) = cluster.hold(change) else {
             continue;
         };
-        if state.room(&change.project).is_some() {
-            scratch::apply(&server, &mut state, &change.project, &change.as_change());
-        }
+        apply_change(&server, &mut state, &change);
     }
 }

@@ -614,6 +614,30 @@ pub(crate) fn apply(
     Applied::Changed
 }
 
+/// Empties a project held in memory and closes its Scratch members with
+/// 4004; `false` if it holds nothing. Emptied, its record leaves the store
+/// at the next flush.
+pub(crate) fn delete_project(
+    server: &CloudLink,
+    state: &mut crate::registry::State,
+    id: &str,
+) -> bool {
+    let Some(room) = state
+        .room_mut(id)
+        .filter(|r| !r.scratch.is_empty() || !r.variables.is_empty() || !r.log.is_empty())
+    else {
+        return false;
+    };
+    room.variables.clear();
+    room.log.clear();
+    room.generation += 1;
+    for client in room.scratch.values() {
+        refuse_by_rule(server, client, crate::host_rules::Refusal::Project);
+    }
+    state.mark_dirty(id);
+    true
+}
+
 /// The project's variable limit, if `change` would make one variable more
 /// than it allows.
 fn too_many(

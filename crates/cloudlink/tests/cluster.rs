@@ -172,3 +172,35 @@ async fn the_command_joins_a_cluster_from_its_flags() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_admin_api_of_one_node_changes_and_deletes_projects_on_every_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let args = ["--redis-url", url.as_str(), "--admin-token", "tok"];
+    let first = common::binary::spawn(&args, &[]).await;
+    let second = common::binary::spawn(&args, &[]).await;
+    let mut on_second = Client::connect(&second.url, "second").await;
+    on_second.send(handshake("42", "second")).await;
+    nothing_more(&mut on_second).await;
+    let addr: std::net::SocketAddr = first
+        .url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let auth = [("Authorization", "Bearer tok")];
+    let target = "/api/rooms/42/variables/%E2%98%81%20x";
+    let (status, _) = common::http(addr, "PUT", target, &auth, r#"{"value": 5}"#).await;
+    assert!((200..300).contains(&status), "{status}");
+    on_second
+        .expect(json!({"method": "set", "name": "☁ x", "value": 5}))
+        .await;
+    // The first node does not hold project 42; Redis says it exists.
+    let (status, _) = common::http(addr, "DELETE", "/api/rooms/42", &auth, "").await;
+    assert_eq!(status, 204);
+    let (code, _) = on_second.expect_close().await;
+    assert_eq!(code, Some(4004));
+    let (status, _) = common::http(addr, "DELETE", "/api/rooms/42", &auth, "").await;
+    assert_eq!(status, 404, "gone everywhere, Redis included");
+}

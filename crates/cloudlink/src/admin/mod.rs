@@ -347,24 +347,32 @@ async fn delete_room(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Failure> {
     let server = &admin.cloudlink;
+    if let Some(cluster) = server.cluster() {
+        // In a cluster the project may be held by other nodes only: Redis says
+        // whether it exists, and every node that holds it empties it.
+        let stored = cluster.read_variables(&id).await.map_err(|error| {
+            tracing::error!(%error, "the admin API could not read the cluster's Redis");
+            Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the cluster's Redis could not be reached; see the server's log".to_owned(),
+            )
+        })?;
+        let held = server.registry().lock().room(&id).is_some();
+        if stored.is_empty() && !held {
+            return Err(no_project(&id));
+        }
+        if cluster.publish_deletion(&id) {
+            return Ok(StatusCode::NO_CONTENT);
+        }
+    }
     let mut state = server
         .load_room(server.registry().lock(), &id)
         .map_err(store_failed)?;
-    // Emptied, the project's record leaves the store at the next flush.
-    let Some(room) = state
-        .room_mut(&id)
-        .filter(|r| !r.scratch.is_empty() || !r.variables.is_empty() || !r.log.is_empty())
-    else {
-        return Err(no_project(&id));
-    };
-    room.variables.clear();
-    room.log.clear();
-    room.generation += 1;
-    for client in room.scratch.values() {
-        scratch::refuse_by_rule(server, client, crate::host_rules::Refusal::Project);
+    if scratch::delete_project(server, &mut state, &id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_project(&id))
     }
-    state.mark_dirty(&id);
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Applies a change to a project, reading it from the store first when it
