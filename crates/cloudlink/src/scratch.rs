@@ -248,14 +248,7 @@ async fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Va
         Some(cluster) if server.registry().lock().room(&room).is_none() => {
             match cluster.read_project(&room).await {
                 Ok(variables) => Some((cluster, variables)),
-                Err(error) => {
-                    tracing::error!(%error, room, "could not read a project's variables from the cluster");
-                    client.finish(
-                        CLOSE_STORE_FAILED,
-                        "The cloud-variable store could not be read",
-                    );
-                    return Flow::Stop;
-                }
+                Err(error) => return store_failed(client, &room, &error),
             }
         }
         _ => None,
@@ -304,14 +297,7 @@ async fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Va
     }
     let mut state = match server.load_room(state, &room) {
         Ok(state) => state,
-        Err(error) => {
-            tracing::error!(%error, room, "could not read a project's stored variables");
-            client.finish(
-                CLOSE_STORE_FAILED,
-                "The cloud-variable store could not be read",
-            );
-            return Flow::Stop;
-        }
+        Err(error) => return store_failed(client, &room, &error),
     };
     if client.set_username(user) {
         state.index_username(client);
@@ -329,6 +315,17 @@ async fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Va
         }
     }
     Flow::Continue
+}
+
+/// Closes a client whose project's variables could not be read (from the
+/// store, or the cluster's Redis): joining would show the project wrongly.
+fn store_failed(client: &Client, room: &str, error: &dyn std::fmt::Display) -> Flow {
+    tracing::error!(%error, room, "could not read a project's variables");
+    client.finish(
+        CLOSE_STORE_FAILED,
+        "The cloud-variable store could not be read",
+    );
+    Flow::Stop
 }
 
 fn variable(

@@ -52,6 +52,12 @@ async fn member(server: &RunningServer, user: &str) -> Client {
     client
 }
 
+/// Where a node started as a command answers HTTP.
+fn http_address(node: &common::binary::Running) -> std::net::SocketAddr {
+    let url = node.url.trim_start_matches("ws://").trim_end_matches('/');
+    url.parse().expect("the node's URL is ws://ADDRESS/")
+}
+
 /// Proves nothing else is waiting for `client`: its own change of a variable
 /// nobody else touches must be the very next message.
 async fn nothing_more(client: &mut Client) {
@@ -159,12 +165,7 @@ async fn the_command_joins_a_cluster_from_its_flags() {
     on_second
         .expect(json!({"method": "set", "name": "☁ x", "value": "from the first"}))
         .await;
-    let addr = first
-        .url
-        .trim_start_matches("ws://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let addr = http_address(&first);
     let (status, metrics) = common::http(addr, "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
     assert!(
@@ -183,12 +184,7 @@ async fn the_admin_api_of_one_node_changes_and_deletes_projects_on_every_node() 
     let mut on_second = Client::connect(&second.url, "second").await;
     on_second.send(handshake("42", "second")).await;
     nothing_more(&mut on_second).await;
-    let addr: std::net::SocketAddr = first
-        .url
-        .trim_start_matches("ws://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let addr = http_address(&first);
     let auth = [("Authorization", "Bearer tok")];
     let target = "/api/rooms/42/variables/%E2%98%81%20x";
     let (status, _) = common::http(addr, "PUT", target, &auth, r#"{"value": 5}"#).await;

@@ -219,24 +219,28 @@ async fn keep_in_step(store: Weak<Inner>, cluster: Cluster) {
 }
 
 impl Store {
-    /// Sends a change that was applied here already (a server-list change).
+    /// Sends a change to every node with what it leaves in Redis; `false`
+    /// without a cluster, or when Redis is unreachable.
+    fn send(&self, change: &Change) -> bool {
+        let Some(replica) = self.inner.replica.get() else {
+            return false;
+        };
+        let state = state_writes(change, &self.read());
+        let encoded = serde_json::to_value(change).expect("store changes always serialize");
+        replica.cluster.store_change(encoded, state)
+    }
+
+    /// Sends a change that was applied here already (a server-list change,
+    /// or the whole store when seeding the cluster).
     pub(super) fn publish(&self, change: Change) {
-        if let Some(replica) = self.inner.replica.get() {
-            let state = state_writes(&change, &self.read());
-            let encoded = serde_json::to_value(&change).expect("store changes always serialize");
-            replica.cluster.store_change(encoded, state);
-        }
+        self.send(&change);
     }
 
     /// Sends a change to every node, or applies it here when there is no
     /// cluster or Redis is unreachable; `Some(reached)` when applied here.
     pub(super) fn submit(&self, change: Change) -> Option<usize> {
-        if let Some(replica) = self.inner.replica.get() {
-            let state = state_writes(&change, &self.read());
-            let encoded = serde_json::to_value(&change).expect("store changes always serialize");
-            if replica.cluster.store_change(encoded, state) {
-                return None;
-            }
+        if self.send(&change) {
+            return None;
         }
         Some(self.apply(change))
     }
@@ -381,29 +385,18 @@ impl Store {
         self.publish(Change::ReplaceServers {
             servers: listed(&servers, &settings),
         });
-        let Some(replica) = self.inner.replica.get() else {
-            return;
-        };
         for (server, roster) in rosters {
-            let change = Change::ReplaceUsers {
+            self.publish(Change::ReplaceUsers {
                 server,
                 users: roster.into_values().collect(),
-            };
-            let state = state_writes(&change, &self.read());
-            replica
-                .cluster
-                .store_change(serde_json::to_value(&change).expect("serializes"), state);
+            });
         }
         let ids = client_id
             .map(|id| (None, id))
             .into_iter()
             .chain(own_ids.into_iter().map(|(s, id)| (Some(s), id)));
         for (server, client_id) in ids {
-            let change = Change::ClientId { server, client_id };
-            let state = state_writes(&change, &self.read());
-            replica
-                .cluster
-                .store_change(serde_json::to_value(&change).expect("serializes"), state);
+            self.publish(Change::ClientId { server, client_id });
         }
     }
 }
