@@ -215,26 +215,15 @@ async fn any_path(State(state): State<AppState>, request: Request) -> Response {
         websockets,
         ..
     } = state;
-    websockets.accept(request, move |mut connection: Connection| async move {
-        // Fields are used in place, not bound to new names: every binding
-        // held across the await below would take room of its own in each
-        // idle connection's task.
+    websockets.accept(request, move |mut connection: Connection| {
         let client = ClientInfo {
             address: connection.control.client.ip(),
-            headers: kept_headers(&connection.control.headers),
+            headers: kept_headers(&connection.headers),
         };
         // What is kept is copied above; the full request head should not
         // stay with an idle connection.
-        connection.control.headers = Default::default();
-        let stopped = Box::pin(connection.control.stopped());
-        session::run(
-            (connection.read, connection.write),
-            cloudlink,
-            client,
-            stopped,
-            || connection.control.earned(),
-        )
-        .await;
+        connection.headers = Default::default();
+        session::run(connection, cloudlink, client)
     })
 }
 

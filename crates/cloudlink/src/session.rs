@@ -1,10 +1,11 @@
 //! One WebSocket connection's life, from the upgrade to the close.
 //!
-//! A session is two tasks: [`run`] reads the client's frames and handles them
-//! in order, and the edge's writer (see [`edge::writer`]) drains the client's
-//! outbox to the socket, so everything the client receives (replies and room
+//! A session is one task: the edge's [`Driver`] reads the client's frames,
+//! which are handled in order here, and drains the client's outbox to the
+//! socket meanwhile, so everything the client receives (replies and room
 //! broadcasts alike) leaves in the order it was queued and a client that stops
-//! reading is dropped instead of growing memory.
+//! reading is dropped instead of growing memory. One task with one small
+//! future is what keeps thousands of idle clients cheap.
 //!
 //! Each frame goes through CloudLink 0.2.0's pipeline: empty, not JSON, not an
 //! object, which protocol (fixed by the first message that passes one of the
@@ -22,14 +23,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge::StopReason;
-use edge::outbox::{CloseRequest, Frame, Outbox, Urgency};
+use edge::driver::{Driver, Ending, Handler, Message, Step, Timing};
+use edge::outbox::{CloseRequest, Outbox};
 use edge::rate::{RateGuard, Verdict};
 use edge::writer::CLOSE_GRACE;
-use edge::ws::{self, ReadError};
+use edge::{Connection, Earn, StopReason};
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::timeout;
 use tracing::{debug, info};
 
 use crate::cl4::{self, status::StatusCode};
@@ -55,188 +54,159 @@ pub(crate) enum Flow {
     Stop,
 }
 
-/// How the reading ended.
-enum Ending {
-    /// Send this close frame now.
-    Close(u16, &'static str),
-    /// A handler asked for a close after its last words; let the writer finish.
-    Finishing,
-    /// The client is gone or silent; nothing more to send.
-    Gone,
-}
-
 /// Close code for a connection evicted to make room ("Try Again Later").
 pub const CLOSE_TRY_LATER: u16 = 1013;
 
 /// Serves one upgraded WebSocket until either side ends it.
 ///
-/// Generic over the socket halves so that it runs the same over TCP, TLS or
-/// an in-memory pipe. `stopped` resolves when the session must end from
-/// outside (shutdown, eviction, a client that never identified itself in
-/// time); `earned` is called once the client's first message identified its
-/// protocol, which is what a real client does at once. The edge's
-/// [`Control`](edge::Control) provides both.
-pub async fn run<R, W>(
-    (read, write): (R, W),
+/// The edge's [`Driver`] reads, writes, pings and keeps the deadlines, all
+/// in this one task; this function adds what is CloudLink's: registering the
+/// client, its hooks, what each message means (see [`Messages`]), and
+/// forgetting the client when it leaves.
+pub fn run(
+    connection: Connection,
     server: CloudLink,
     peer: ClientInfo,
-    stopped: impl Future<Output = StopReason>,
-    earned: impl Fn() + Sync,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
+) -> impl Future<Output = ()> + Send + 'static {
     let settings = server.settings();
     let outbox = Arc::new(Outbox::new(settings.outbox_frames));
-    let mut writer = tokio::spawn(edge::writer::run(
-        write,
-        Arc::clone(&outbox),
-        settings.writer,
-        (),
-    ));
-    let writer_grace = settings.writer.stall_timeout + CLOSE_GRACE * 2;
     let client = server.new_client(peer, Arc::clone(&outbox));
-    if !server.register(&client) {
-        info!(client = %client.address(), "server full; refusing a client");
-        server.send_text(&client, "Server is full!");
-        client.finish(CLOSE_NORMAL, "");
-        let _ = timeout(writer_grace, writer).await;
-        return;
-    }
-    info!(client = %client.address(), uuid = client.uuid(), "client connected");
-    let hooks = server.hooks();
-    let event = || Event {
+    let messages = Messages {
         server: server.clone(),
         client: client.clone(),
-    };
-    Box::pin(Hooks::run(Some(&hooks.connect), event)).await;
-
-    let mut reader = ws::Reader::new(read, settings.max_frame_bytes);
-    let mut session = Session {
-        server: &server,
-        client: &client,
-        earned: &earned,
+        earn: connection.control.earn_handle(),
         rate: settings.message_rate.map(RateGuard::new),
+    };
+    let timing = Timing {
+        ping_interval: settings.writer.ping_interval,
         silence: settings.writer.ping_interval * 2 + Duration::from_secs(1),
+        stall_timeout: settings.writer.stall_timeout,
+        batch: settings.writer.batch,
     };
-    let mut writer_finished = false;
-    let ending = tokio::select! {
-        stop = stopped => match stop {
-            StopReason::Shutdown => Ending::Close(CLOSE_GOING_AWAY, "server is shutting down"),
-            StopReason::Evicted => Ending::Close(CLOSE_TRY_LATER, "server is full; try again later"),
-            StopReason::JoinDeadline => {
-                info!(client = %client.address(), "client sent no message in time; closing with 1008");
-                Ending::Close(CLOSE_POLICY, "no message in time")
+    let mut driver = Driver::new(
+        connection.io,
+        connection.control,
+        Arc::clone(&outbox),
+        messages,
+        settings.max_frame_bytes,
+        timing,
+    );
+    let writer_grace = settings.writer.stall_timeout + CLOSE_GRACE * 2;
+    // Built before the future below, which then holds only the driver and
+    // a few handles: what an async fn's arguments were would otherwise stay
+    // in every idle connection's task beside the driver made from them.
+    async move {
+        if !server.register(&client) {
+            info!(client = %client.address(), "server full; refusing a client");
+            server.send_text(&client, "Server is full!");
+            client.finish(CLOSE_NORMAL, "");
+            driver.finish(writer_grace).await;
+            return;
+        }
+        info!(client = %client.address(), uuid = client.uuid(), "client connected");
+        let hooks = server.hooks();
+        let event = || Event {
+            server: server.clone(),
+            client: client.clone(),
+        };
+        Box::pin(Hooks::run(Some(&hooks.connect), event)).await;
+
+        let ending = driver.serve().await;
+        server.forget(&client);
+        Box::pin(Hooks::run(Some(&hooks.disconnect), event)).await;
+        if let Some(protocol) = client.protocol() {
+            Box::pin(Hooks::run(hooks.protocol_disconnect.get(&protocol), event)).await;
+        }
+        // A close of ours goes out after what is already queued (a last status
+        // code, say); a client that is gone gets nothing more.
+        let close = match ending {
+            Ending::Close(code, reason) => Some((code, reason)),
+            Ending::Stopped(StopReason::Shutdown) => {
+                Some((CLOSE_GOING_AWAY, "server is shutting down"))
             }
-        },
-        // The writer ended by itself (the socket failed or stalled, or a
-        // close was sent); a JoinHandle must not be awaited twice.
-        _ = &mut writer => {
-            debug!(uuid = client.uuid(), "the writer ended: the socket failed or a close was sent");
-            writer_finished = true;
-            Ending::Gone
-        }
-        ending = session.read_until_end(&mut reader) => ending,
-    };
-    server.forget(&client);
-    Box::pin(Hooks::run(Some(&hooks.disconnect), event)).await;
-    if let Some(protocol) = client.protocol() {
-        Box::pin(Hooks::run(hooks.protocol_disconnect.get(&protocol), event)).await;
-    }
-    // A close of ours goes out after what is already queued (a last status
-    // code, say); a client that is gone gets nothing more.
-    let code = match ending {
-        Ending::Close(code, reason) => {
+            Ending::Stopped(StopReason::Evicted) => {
+                Some((CLOSE_TRY_LATER, "server is full; try again later"))
+            }
+            Ending::Stopped(StopReason::JoinDeadline) => {
+                info!(client = %client.address(), "client sent no message in time; closing with 1008");
+                Some((CLOSE_POLICY, "no message in time"))
+            }
+            Ending::Finishing => None,
+            Ending::Gone => {
+                outbox.close(CloseRequest {
+                    code: None,
+                    reason: Cow::Borrowed(""),
+                });
+                None
+            }
+        };
+        if let Some((code, reason)) = close {
             outbox.finish(CloseRequest::new(code, reason));
-            Some(code)
         }
-        Ending::Finishing => None,
-        Ending::Gone => {
-            outbox.close(CloseRequest {
-                code: None,
-                reason: Cow::Borrowed(""),
-            });
-            None
-        }
-    };
-    let writer_task = writer.abort_handle();
-    if !writer_finished && timeout(writer_grace, writer).await.is_err() {
-        debug!("writer did not finish in time; stopping it");
-        writer_task.abort();
+        driver.finish(writer_grace).await;
+        let code = close.map(|(code, _)| code);
+        info!(client = %client.address(), uuid = client.uuid(), close_code = code, "client disconnected");
     }
-    info!(client = %client.address(), uuid = client.uuid(), close_code = code, "client disconnected");
 }
 
-/// The reader's state for one connection.
+/// CloudLink's part of a connection: each message is checked against the
+/// client's rate, then handled in order (see [`Session`]).
+struct Messages {
+    server: CloudLink,
+    client: Client,
+    /// Tells the edge this is a real client (its protocol is known).
+    earn: Earn,
+    /// The client's message allowance, when limited.
+    rate: Option<RateGuard>,
+}
+
+impl Handler for Messages {
+    fn message(&mut self, message: Message) -> Step {
+        let text = match message {
+            Message::Text(text) => text,
+            // 0.2.0 decodes binary frames as JSON too.
+            Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        let (server, client, earn) = (self.server.clone(), self.client.clone(), self.earn.clone());
+        match self.rate.as_mut().map_or(Verdict::Handle, RateGuard::check) {
+            Verdict::Handle => {}
+            Verdict::Refuse { tell: false } => return Step::Continue,
+            Verdict::Refuse { tell: true } => {
+                return Step::Run(Box::pin(async move {
+                    let session = Session {
+                        server: &server,
+                        client: &client,
+                        earn: &earn,
+                    };
+                    session.over_rate().await;
+                    true
+                }));
+            }
+            Verdict::Close => {
+                info!(client = %self.client.address(), "client kept sending over its rate; closing with 1008");
+                return Step::Close(CLOSE_POLICY, "sending too fast");
+            }
+        }
+        Step::Run(Box::pin(async move {
+            let mut session = Session {
+                server: &server,
+                client: &client,
+                earn: &earn,
+            };
+            session.frame(&text).await == Flow::Continue
+        }))
+    }
+}
+
+/// What handling one message needs.
 struct Session<'a> {
     server: &'a CloudLink,
     client: &'a Client,
     /// Tells the edge this is a real client (its protocol is known).
-    earned: &'a (dyn Fn() + Sync),
-    /// The client's message allowance, when limited.
-    rate: Option<RateGuard>,
-    /// How long a live client can stay silent: it answers our pings.
-    silence: Duration,
+    earn: &'a Earn,
 }
 
 impl Session<'_> {
-    /// Reads frames until the connection should end.
-    async fn read_until_end<R: AsyncRead + Unpin>(&mut self, reader: &mut ws::Reader<R>) -> Ending {
-        loop {
-            let message = match timeout(self.silence, reader.next()).await {
-                Err(_) => {
-                    info!(client = %self.client.address(), "client silent for {:?}; dropping it", self.silence);
-                    return Ending::Gone;
-                }
-                Ok(Err(ReadError::Io(error))) => {
-                    debug!(client = %self.client.address(), %error, "connection ended");
-                    return Ending::Gone;
-                }
-                Ok(Err(error)) => {
-                    let Some((code, reason)) = error.close() else {
-                        return Ending::Gone;
-                    };
-                    info!(client = %self.client.address(), "client broke the WebSocket rules ({error:?}); closing with {code}");
-                    return Ending::Close(code, reason);
-                }
-                Ok(Ok(message)) => message,
-            };
-            let text = match message {
-                ws::Incoming::Text(text) => text,
-                // 0.2.0 decodes binary frames as JSON too.
-                ws::Incoming::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                ws::Incoming::Ping(payload) => {
-                    self.client.push(Frame {
-                        urgency: Urgency::Essential,
-                        wire: ws::pong_frame(&payload),
-                    });
-                    continue;
-                }
-                ws::Incoming::Pong => continue,
-                // The client's close is answered by echoing its code (RFC 6455 5.5.1).
-                ws::Incoming::Close(code) => {
-                    return Ending::Close(code.unwrap_or(ws::CLOSE_NORMAL), "");
-                }
-            };
-            match self.rate.as_mut().map_or(Verdict::Handle, RateGuard::check) {
-                Verdict::Handle => {}
-                Verdict::Refuse { tell } => {
-                    if tell {
-                        Box::pin(self.over_rate()).await;
-                    }
-                    continue;
-                }
-                Verdict::Close => {
-                    info!(client = %self.client.address(), "client kept sending over its rate; closing with 1008");
-                    return Ending::Close(CLOSE_POLICY, "sending too fast");
-                }
-            }
-            if Box::pin(self.frame(&text)).await == Flow::Stop {
-                return Ending::Finishing;
-            }
-        }
-    }
-
     async fn over_rate(&self) {
         if self.client.protocol() == Some(Protocol::Cl4) {
             let details =
@@ -347,7 +317,7 @@ impl Session<'_> {
         if protocol == Protocol::Scratch && self.server.settings().writer.batch.is_some() {
             self.client.batch_frames();
         }
-        (self.earned)();
+        self.earn.earn();
         debug!(uuid = self.client.uuid(), %protocol, "protocol identified");
         if protocol == Protocol::Cl4 {
             let mut state = self.server.registry().lock();

@@ -48,14 +48,8 @@ pub(crate) async fn run(
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
 ) {
-    let Connection {
-        read,
-        write,
-        mut control,
-    } = connection;
-    // The d-zone protocol reads no header after the upgrade; an idle
-    // connection should not carry them.
-    control.headers = Default::default();
+    // The d-zone protocol reads no header after the upgrade; splitting drops them.
+    let (read, write, control) = connection.split();
     let peer = control.client;
     let guard = hub.open_connection();
     let id = guard.id;

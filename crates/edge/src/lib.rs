@@ -30,6 +30,7 @@
 mod admission;
 pub mod bearer;
 pub mod deflate;
+pub mod driver;
 pub mod feed;
 pub mod gate;
 pub mod http_api;
@@ -52,5 +53,6 @@ pub use metrics::EdgeMetrics;
 pub use server::{Deadlines, Edge, SHUTDOWN_GRACE, Serving, Settings, StartError};
 pub use tls::TlsFiles;
 pub use websocket::{
-    Connection, Control, Peer, StopReason, Upgraded, WebSockets, WsRead, WsWrite, wants_websocket,
+    Connection, Control, Earn, Peer, StopReason, Upgraded, WebSockets, WsRead, WsWrite,
+    wants_websocket,
 };

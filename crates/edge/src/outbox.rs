@@ -35,6 +35,8 @@ use std::sync::{Arc, Mutex};
 use crate::ws::Wire;
 #[cfg(test)]
 use bytes::Bytes;
+use std::task::{Context, Poll, Waker};
+
 use tokio::sync::Notify;
 
 use crate::feed::Feed;
@@ -125,6 +127,9 @@ struct State {
     finish: Option<CloseRequest>,
     /// Chat lines of the server this connection watches.
     feed: Option<Arc<Feed>>,
+    /// The task to wake when there is work, for a connection that polls
+    /// ([`Outbox::poll_next`]) rather than awaits ([`Outbox::next`]).
+    waker: Option<Waker>,
 }
 
 /// What the writer gets from [`Outbox::next`].
@@ -256,9 +261,17 @@ impl Outbox {
         } else {
             self.overflow(&mut state)
         };
+        let waker = if wake || outcome == Pushed::Overflowed {
+            state.waker.take()
+        } else {
+            None
+        };
         drop(state);
         if wake || outcome == Pushed::Overflowed {
             self.ready.notify_one();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
         outcome
     }
@@ -302,6 +315,9 @@ impl Outbox {
         // sees the new line, or this sees it parked.
         if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
             self.ready.notify_one();
+            if let Some(waker) = self.state().waker.take() {
+                waker.wake();
+            }
         }
     }
 
@@ -311,8 +327,12 @@ impl Outbox {
         if state.close.is_none() {
             state.close = Some(request);
         }
+        let waker = state.waker.take();
         drop(state);
         self.ready.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Stops taking frames and closes once everything already queued has
@@ -323,8 +343,12 @@ impl Outbox {
         if state.close.is_none() && state.finish.is_none() {
             state.finish = Some(request);
         }
+        let waker = state.waker.take();
         drop(state);
         self.ready.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Waits until there is something to do, then appends every queued frame
@@ -358,6 +382,40 @@ impl Outbox {
             self.ready.notified().await;
             self.parked.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// [`next`](Self::next) for a connection that polls: appends the work to
+    /// `out` if there is some, otherwise remembers `cx`'s waker for when
+    /// there is. Only one task may call this, and not beside `next`.
+    pub fn poll_next(&self, cx: &mut Context<'_>, out: &mut Vec<u8>) -> Poll<Next> {
+        let mut state = self.state();
+        self.parked.store(false, Ordering::Relaxed);
+        if let Some(close) = &state.close {
+            return Poll::Ready(Next::Close(close.clone()));
+        }
+        let cursor = self.cursor.load(Ordering::Relaxed);
+        let unread = |state: &State| state.feed.as_ref().is_some_and(|f| f.head() != cursor);
+        if !state.queue.is_empty() || unread(&state) {
+            return Poll::Ready(Next::Frames(self.take(&mut state, out)));
+        }
+        if let Some(finish) = &state.finish {
+            return Poll::Ready(Next::Close(finish.clone()));
+        }
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        self.parked.store(true, Ordering::SeqCst);
+        // As in `next`: a line published meanwhile must not wait for the next.
+        if unread(&state) {
+            self.parked.store(false, Ordering::Relaxed);
+            state.waker = None;
+            return Poll::Ready(Next::Frames(self.take(&mut state, out)));
+        }
+        Poll::Pending
     }
 
     /// Copies the queue and the unread feed lines into `out`, interleaved by

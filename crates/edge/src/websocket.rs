@@ -21,6 +21,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use hyper_util::rt::TokioIo;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
@@ -77,12 +79,24 @@ pub enum StopReason {
 /// reader and the writer can run in different tasks.
 #[derive(Debug)]
 pub struct Connection {
-    /// Client frames arrive here.
-    pub read: WsRead,
-    /// Server frames go here.
-    pub write: WsWrite,
+    /// The upgraded socket: client frames arrive here, server frames go here.
+    pub io: Upgraded,
+    /// The opening request's headers (User-Agent, Cookie, Origin...); kept
+    /// apart from the control so that a session that does not keep them
+    /// does not carry their room for its whole life.
+    pub headers: HeaderMap,
     /// Who the client is, and what ends the session from outside.
     pub control: Control,
+}
+
+impl Connection {
+    /// The socket's reading and writing halves, for a session that reads and
+    /// writes from two tasks, and the control.
+    pub fn split(self) -> (WsRead, WsWrite, Control) {
+        // The headers are dropped here: a two-task session does not keep them.
+        let (read, write) = tokio::io::split(self.io);
+        (read, write, self.control)
+    }
 }
 
 /// Who a WebSocket's client is and what may end its session from outside.
@@ -91,8 +105,6 @@ pub struct Control {
     /// The client's address (behind a trusted proxy, the one it forwarded;
     /// then the port is 0, since the proxy does not say it).
     pub client: SocketAddr,
-    /// The opening request's headers (User-Agent, Cookie, Origin...).
-    pub headers: HeaderMap,
     /// Whether permessage-deflate was agreed: the session's reader must accept
     /// compressed messages and its outbox send compressed frames.
     pub deflate: bool,
@@ -137,6 +149,49 @@ impl Control {
     /// deadline is lifted and the connection is never evicted.
     pub fn earned(&self) {
         self.stop.place.earn();
+    }
+
+    /// A handle that does [`earned`](Self::earned), for a message handler
+    /// that outlives a borrow of the control.
+    pub fn earn_handle(&self) -> Earn {
+        Earn(Arc::clone(&self.stop.place))
+    }
+
+    /// Resolves on shutdown or eviction (not the join deadline: see
+    /// [`join_deadline`](Self::join_deadline)); owns what it needs, so it can
+    /// be kept beside the control.
+    pub fn stopped_from_outside(&self) -> impl Future<Output = StopReason> + Send + 'static {
+        let shutdown = self.stop.shutdown.clone();
+        let place = Arc::clone(&self.stop.place);
+        async move {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => StopReason::Shutdown,
+                _ = place.evicted() => StopReason::Evicted,
+            }
+        }
+    }
+
+    /// When the join deadline ends the session, unless the client has
+    /// [`earned`](Self::earned) its place by then.
+    pub fn join_deadline(&self) -> Option<Instant> {
+        (!self.stop.place.is_earned()).then_some(self.stop.join_by)
+    }
+
+    /// Counts a session ended by its join deadline.
+    pub fn missed_join_deadline(&self) {
+        self.stop.metrics.deadline("websocket_join");
+    }
+}
+
+/// Marks a connection's client as real; see [`Control::earn_handle`].
+#[derive(Debug, Clone)]
+pub struct Earn(Arc<Place>);
+
+impl Earn {
+    /// As [`Control::earned`].
+    pub fn earn(&self) {
+        self.0.earn();
     }
 }
 
@@ -257,28 +312,27 @@ impl WebSockets {
             })
             .collect();
         let metrics = self.metrics.clone();
-        self.sessions.spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-                    let connection = Connection {
-                        read,
-                        write,
-                        control: Control {
-                            client,
-                            headers,
-                            deflate,
-                            stop,
-                        },
-                    };
-                    session(connection).await;
-                }
-                Err(error) => {
-                    metrics.refused("upgrade_failed");
-                    debug!(%error, %client, "WebSocket upgrade failed");
-                }
+        // A combinator rather than an async block: an async block would keep
+        // everything it captured (the headers, the control) for the whole
+        // session, beside the session's own copy; `then` lets go of the first
+        // stage once the second starts.
+        let upgraded_then_session = on_upgrade.then(move |upgraded| match upgraded {
+            Ok(upgraded) => Either::Left(session(Connection {
+                io: TokioIo::new(upgraded),
+                headers,
+                control: Control {
+                    client,
+                    deflate,
+                    stop,
+                },
+            })),
+            Err(error) => {
+                metrics.refused("upgrade_failed");
+                debug!(%error, %client, "WebSocket upgrade failed");
+                Either::Right(std::future::ready(()))
             }
         });
+        self.sessions.spawn(upgraded_then_session);
         let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")

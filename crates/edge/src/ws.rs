@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::task::{Poll, ready};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
@@ -332,6 +332,14 @@ pub async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8]) -> io::R
 /// Reads client frames and puts messages back together.
 pub struct Reader<R> {
     io: R,
+    decoder: Decoder,
+}
+
+/// Puts client messages back together from the bytes read so far, for a
+/// connection that does its own reading (see [`crate::driver`]); [`Reader`]
+/// is this plus a socket.
+#[derive(Debug)]
+pub struct Decoder {
     /// Bytes read and not yet parsed; released whenever it runs empty.
     buf: BytesMut,
     /// Largest frame, and largest reassembled message, accepted.
@@ -350,6 +358,38 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     pub fn new(io: R, max_bytes: usize) -> Self {
         Self {
             io,
+            decoder: Decoder::new(max_bytes),
+        }
+    }
+
+    /// Accepts messages compressed with permessage-deflate (see
+    /// [`crate::deflate`]), as negotiated in the opening handshake.
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.decoder.deflate = deflate;
+        self
+    }
+
+    /// The next complete message.
+    pub async fn next(&mut self) -> Result<Incoming, ReadError> {
+        loop {
+            if let Some(message) = self.decoder.next_message()? {
+                return Ok(message);
+            }
+            let n = std::future::poll_fn(|cx| self.decoder.poll_fill(&mut self.io, cx))
+                .await
+                .map_err(ReadError::Io)?;
+            if n == 0 {
+                return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+}
+
+impl Decoder {
+    /// Refuses frames and messages over `max_bytes` (after inflating, for
+    /// compressed ones).
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
             buf: BytesMut::new(),
             max_bytes,
             partial: None,
@@ -357,52 +397,45 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
-    /// Accepts messages compressed with permessage-deflate (see
-    /// [`crate::deflate`]), as negotiated in the opening handshake.
+    /// Accepts messages compressed with permessage-deflate.
     pub fn with_deflate(mut self, deflate: bool) -> Self {
         self.deflate = deflate;
         self
     }
 
-    /// The next complete message.
-    pub async fn next(&mut self) -> Result<Incoming, ReadError> {
-        loop {
-            if let Some(message) = self.parse()? {
-                if self.buf.is_empty() {
-                    // An idle connection should not keep a read buffer.
-                    self.buf = BytesMut::new();
-                }
-                return Ok(message);
-            }
-            let n = if self.buf.is_empty() {
-                self.read_idle().await
-            } else {
-                self.buf.reserve(READ_CHUNK);
-                self.io.read_buf(&mut self.buf).await
-            }
-            .map_err(ReadError::Io)?;
-            if n == 0 {
-                return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
-            }
+    /// The next complete message in what was read so far, if there is one.
+    pub fn next_message(&mut self) -> Result<Option<Incoming>, ReadError> {
+        let message = self.parse()?;
+        if message.is_some() && self.buf.is_empty() {
+            // An idle connection should not keep a read buffer.
+            self.buf = BytesMut::new();
         }
+        Ok(message)
     }
 
-    /// Waits for the client with no buffer of its own: each attempt reads into
-    /// this thread's scratch space, and only bytes that arrived are copied
-    /// into `buf`. A connection spends nearly all its life waiting here, and
-    /// across thousands of them a reserved chunk each would add up.
-    async fn read_idle(&mut self) -> io::Result<usize> {
-        std::future::poll_fn(|cx| {
-            SCRATCH.with_borrow_mut(|scratch| {
-                let mut read = ReadBuf::new(scratch);
-                // On `Pending` nothing was read (the `AsyncRead` contract), so
-                // the scratch space is free for the next connection at once.
-                ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
-                self.buf.extend_from_slice(read.filled());
-                Poll::Ready(Ok(read.filled().len()))
-            })
+    /// Reads what `io` has; `Ready(Ok(0))` is the end of the stream.
+    ///
+    /// While nothing is buffered it waits with no buffer of its own: each
+    /// attempt reads into this thread's scratch space, and only bytes that
+    /// arrived are copied. A connection spends nearly all its life waiting
+    /// here, and across thousands of them a reserved chunk each would add up.
+    pub fn poll_fill<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if !self.buf.is_empty() {
+            self.buf.reserve(READ_CHUNK);
+            return tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut read = ReadBuf::new(scratch);
+            // On `Pending` nothing was read (the `AsyncRead` contract), so
+            // the scratch space is free for the next connection at once.
+            ready!(Pin::new(io).poll_read(cx, &mut read))?;
+            self.buf.extend_from_slice(read.filled());
+            Poll::Ready(Ok(read.filled().len()))
         })
-        .await
     }
 
     /// Takes one frame from the buffer if it is complete; returns a message if it ended one.
