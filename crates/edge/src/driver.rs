@@ -141,8 +141,6 @@ pub struct Driver<H> {
     /// Shutdown or eviction.
     stop: Pin<Box<dyn Future<Output = StopReason> + Send>>,
     timer: Pin<Box<Sleep>>,
-    /// What `timer` is set to.
-    armed: Instant,
     /// Bytes being written, and how many of them are out; empty while idle.
     out: Vec<u8>,
     written: usize,
@@ -180,7 +178,6 @@ impl<H: Handler> Driver<H> {
             timing,
             running: None,
             timer: Box::pin(tokio::time::sleep_until(next_ping)),
-            armed: next_ping,
             out: Vec::new(),
             written: 0,
             writing: Writing::Open,
@@ -241,9 +238,8 @@ impl<H: Handler> Driver<H> {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if nearest < self.armed || self.timer.is_elapsed() {
+            if nearest < self.timer.deadline() || self.timer.is_elapsed() {
                 self.timer.as_mut().reset(nearest);
-                self.armed = nearest;
             }
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
@@ -306,9 +302,8 @@ impl<H: Handler> Driver<H> {
             if now >= nearest {
                 continue;
             }
-            if nearest < self.armed || self.timer.is_elapsed() {
+            if nearest < self.timer.deadline() || self.timer.is_elapsed() {
                 self.timer.as_mut().reset(nearest);
-                self.armed = nearest;
             }
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;

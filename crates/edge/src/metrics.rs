@@ -22,9 +22,13 @@ use crate::gate::Gate;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
-/// The edge's counters; cheap to clone (they are shared).
+/// The edge's counters; cheap to clone (they are shared). One pointer wide,
+/// since every WebSocket's control keeps a clone.
 #[derive(Clone, Default)]
-pub struct EdgeMetrics {
+pub struct EdgeMetrics(Arc<Families>);
+
+#[derive(Default)]
+struct Families {
     refused: Family<Labels, Counter>,
     deadlines: Family<Labels, Counter>,
     accept_errors: Family<Labels, Counter>,
@@ -43,17 +47,17 @@ impl EdgeMetrics {
         registry.register(
             "connections_refused",
             "Connections refused before they were served, by reason",
-            self.refused.clone(),
+            self.0.refused.clone(),
         );
         registry.register(
             "deadline_drops",
             "Connections dropped for missing a deadline, by deadline",
-            self.deadlines.clone(),
+            self.0.deadlines.clone(),
         );
         registry.register(
             "accept_errors",
             "Errors accepting connections (e.g. out of file descriptors), by kind",
-            self.accept_errors.clone(),
+            self.0.accept_errors.clone(),
         );
         registry.register_collector(Box::new(GateCollector { gate }));
         registry.register_collector(Box::new(ProcessCollector));
@@ -61,19 +65,24 @@ impl EdgeMetrics {
 
     /// A connection refused, by a short reason (`per_ip`, `origin`...).
     pub fn refused(&self, reason: &'static str) {
-        self.refused.get_or_create(&vec![("reason", reason)]).inc();
+        self.0
+            .refused
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
     }
 
     /// A connection dropped at a deadline (`tls_handshake`, `request_head`,
     /// `websocket_join`).
     pub fn deadline(&self, which: &'static str) {
-        self.deadlines
+        self.0
+            .deadlines
             .get_or_create(&vec![("deadline", which)])
             .inc();
     }
 
     pub(crate) fn accept_error(&self, kind: &'static str) {
-        self.accept_errors
+        self.0
+            .accept_errors
             .get_or_create(&vec![("kind", kind)])
             .inc();
     }
