@@ -94,7 +94,9 @@ impl Browser {
         // Chromium writes the port it chose into the profile.
         let port_file = profile.path().join("DevToolsActivePort");
         let mut port = None;
-        for _ in 0..400 {
+        // Generous: on a loaded two-core machine Chromium can take a while
+        // to start; this waits for it, it does not time anything.
+        for _ in 0..1200 {
             if let Ok(text) = std::fs::read_to_string(&port_file)
                 && let Some(p) = text
                     .lines()
@@ -106,7 +108,7 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let port = port.expect("Chromium opened its DevTools port within 20 s");
+        let port = port.expect("Chromium opened its DevTools port within 60 s");
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let targets: Value = serde_json::from_slice(&http(addr, "GET", "/json/list").await.body)
             .expect("DevTools lists its targets");
