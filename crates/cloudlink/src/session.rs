@@ -91,7 +91,6 @@ pub fn run(
         settings.max_frame_bytes,
         timing,
     );
-    let writer_grace = settings.writer.stall_timeout + CLOSE_GRACE * 2;
     // Built before the future below, which then holds only the driver and
     // a few handles: what an async fn's arguments were would otherwise stay
     // in every idle connection's task beside the driver made from them.
@@ -100,7 +99,7 @@ pub fn run(
             info!(client = %client.address(), "server full; refusing a client");
             server.send_text(&client, "Server is full!");
             client.finish(CLOSE_NORMAL, "");
-            driver.finish(writer_grace).await;
+            driver.finish(writer_grace(&server)).await;
             return;
         }
         info!(client = %client.address(), uuid = client.uuid(), "client connected");
@@ -143,10 +142,15 @@ pub fn run(
         if let Some((code, reason)) = close {
             outbox.finish(CloseRequest::new(code, reason));
         }
-        driver.finish(writer_grace).await;
+        driver.finish(writer_grace(&server)).await;
         let code = close.map(|(code, _)| code);
         info!(client = %client.address(), uuid = client.uuid(), close_code = code, "client disconnected");
     }
+}
+
+/// How long the writer may take to send what is queued and the close.
+fn writer_grace(server: &CloudLink) -> Duration {
+    server.settings().writer.stall_timeout + CLOSE_GRACE * 2
 }
 
 /// CloudLink's part of a connection: each message is checked against the

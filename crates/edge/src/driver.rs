@@ -117,6 +117,46 @@ pub struct Timing {
     pub batch: Option<Duration>,
 }
 
+/// [`Timing`] in milliseconds: a quarter of its size in every connection.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    ping_ms: u32,
+    silence_ms: u32,
+    stall_ms: u32,
+    /// 0: no batching.
+    batch_ms: u32,
+}
+
+impl From<Timing> for Clock {
+    fn from(timing: Timing) -> Self {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1);
+        Self {
+            ping_ms: ms(timing.ping_interval),
+            silence_ms: ms(timing.silence),
+            stall_ms: ms(timing.stall_timeout),
+            batch_ms: timing.batch.map_or(0, ms),
+        }
+    }
+}
+
+impl Clock {
+    fn ping_interval(self) -> Duration {
+        Duration::from_millis(self.ping_ms.into())
+    }
+
+    fn silence(self) -> Duration {
+        Duration::from_millis(self.silence_ms.into())
+    }
+
+    fn stall_timeout(self) -> Duration {
+        Duration::from_millis(self.stall_ms.into())
+    }
+
+    fn batch(self) -> Option<Duration> {
+        (self.batch_ms > 0).then(|| Duration::from_millis(self.batch_ms.into()))
+    }
+}
+
 /// Where the writing side stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Writing {
@@ -135,7 +175,7 @@ pub struct Driver<H> {
     outbox: Arc<Outbox>,
     handler: H,
     control: Control,
-    timing: Timing,
+    timing: Clock,
     /// The message being handled, when it had to wait.
     running: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
     /// Shutdown or eviction.
@@ -175,7 +215,7 @@ impl<H: Handler> Driver<H> {
             handler,
             stop: Box::pin(control.stopped_from_outside()),
             control,
-            timing,
+            timing: Clock::from(timing),
             running: None,
             timer: Box::pin(tokio::time::sleep_until(next_ping)),
             out: Vec::new(),
@@ -250,7 +290,7 @@ impl<H: Handler> Driver<H> {
     fn write_deadline(&self) -> Option<Instant> {
         let blocked = self
             .blocked_since
-            .map(|since| since + self.timing.stall_timeout);
+            .map(|since| since + self.timing.stall_timeout());
         let batch =
             (self.batching().is_some() && self.out.is_empty() && Instant::now() < self.next_batch)
                 .then_some(self.next_batch);
@@ -261,7 +301,7 @@ impl<H: Handler> Driver<H> {
     }
 
     fn batching(&self) -> Option<Duration> {
-        self.timing.batch.filter(|_| self.outbox.is_batching())
+        self.timing.batch().filter(|_| self.outbox.is_batching())
     }
 
     fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
@@ -277,9 +317,9 @@ impl<H: Handler> Driver<H> {
                 return Poll::Ready(ending);
             }
             let now = Instant::now();
-            let silent_until = self.last_heard + self.timing.silence;
+            let silent_until = self.last_heard + self.timing.silence();
             if now >= silent_until {
-                info!(client = %self.control.client, "client silent for {:?}; dropping it", self.timing.silence);
+                info!(client = %self.control.client, "client silent for {:?}; dropping it", self.timing.silence());
                 return Poll::Ready(Ending::Gone);
             }
             let join_by = self.control.join_deadline();
@@ -289,7 +329,7 @@ impl<H: Handler> Driver<H> {
             }
             if now >= self.next_ping {
                 self.ping_due = true;
-                self.next_ping = now + self.timing.ping_interval;
+                self.next_ping = now + self.timing.ping_interval();
                 continue;
             }
             let mut nearest = self.next_ping.min(silent_until);
@@ -447,7 +487,7 @@ impl<H: Handler> Driver<H> {
     /// A write that has to wait: fine, until it has waited the stall limit.
     fn blocked(&mut self) -> Poll<()> {
         let since = *self.blocked_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < self.timing.stall_timeout {
+        if since.elapsed() < self.timing.stall_timeout() {
             return Poll::Pending;
         }
         self.failed(Some(io::ErrorKind::TimedOut.into()))
@@ -456,7 +496,7 @@ impl<H: Handler> Driver<H> {
     fn failed(&mut self, error: Option<io::Error>) -> Poll<()> {
         self.writing = Writing::Done;
         if error.is_some_and(|e| e.kind() == io::ErrorKind::TimedOut) {
-            info!(client = %self.control.client, "client stopped reading for {:?}; dropping it", self.timing.stall_timeout);
+            info!(client = %self.control.client, "client stopped reading for {:?}; dropping it", self.timing.stall_timeout());
         }
         Poll::Ready(())
     }

@@ -75,6 +75,9 @@ pub struct Gate {
     state: Mutex<GateState>,
     /// Connections evicted since start, for operators.
     evictions: AtomicU64,
+    /// The server's shutdown, when set: each place's stop signal is then
+    /// also cancelled by it (see [`Place::stopped`]).
+    shutdown: Option<CancellationToken>,
 }
 
 #[derive(Debug, Default)]
@@ -95,7 +98,9 @@ struct PerAddress {
 /// What a connection and the gate both see of its place.
 #[derive(Debug)]
 struct PlaceShared {
-    /// Cancelled when the gate evicts the connection.
+    /// Cancelled when the gate evicts the connection, and (a child of the
+    /// server's shutdown token) when the server shuts down: one signal for
+    /// both, so a session waits on one future rather than two.
     evicted: CancellationToken,
     earned: AtomicBool,
 }
@@ -128,7 +133,14 @@ impl Gate {
             trusted,
             state: Mutex::new(GateState::default()),
             evictions: AtomicU64::new(0),
+            shutdown: None,
         }
+    }
+
+    /// Makes every place's stop signal end with `shutdown` too.
+    pub fn stopping_with(mut self, shutdown: &CancellationToken) -> Self {
+        self.shutdown = Some(shutdown.clone());
+        self
     }
 
     /// The budget for a process whose open-files limit is `fd_limit`.
@@ -188,7 +200,10 @@ impl Gate {
         let id = state.next_id;
         state.next_id += 1;
         let shared = Arc::new(PlaceShared {
-            evicted: CancellationToken::new(),
+            evicted: self
+                .shutdown
+                .as_ref()
+                .map_or_else(CancellationToken::new, CancellationToken::child_token),
             earned: AtomicBool::new(false),
         });
         state.unearned.insert(id, Arc::clone(&shared));
@@ -238,9 +253,16 @@ impl Place {
         self.shared.earned.load(Ordering::Relaxed)
     }
 
-    /// Resolves when the gate evicts this connection to make room.
+    /// Resolves when the gate evicts this connection to make room, or (with
+    /// [`Gate::stopping_with`]) when the server shuts down; a caller that
+    /// tells the two apart checks the shutdown first.
     pub async fn evicted(&self) {
         self.shared.evicted.cancelled().await;
+    }
+
+    /// [`evicted`](Self::evicted) as a future that owns what it waits on.
+    pub fn stopped(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.shared.evicted.clone().cancelled_owned()
     }
 
     /// Whether the gate has evicted this connection.

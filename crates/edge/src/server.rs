@@ -202,18 +202,22 @@ impl Edge {
         let per_address = *access
             .max_connections_per_ip
             .get_or_insert((budget / 4).max(1));
-        let gate = Arc::new(Gate::new(
-            budget,
-            per_address,
-            access
-                .max_tls_handshakes_per_ip
-                .unwrap_or(TLS_HANDSHAKES_PER_ADDRESS),
-            access.trusted_proxies.clone(),
-        ));
+        let shutdown = CancellationToken::new();
+        let gate = Arc::new(
+            Gate::new(
+                budget,
+                per_address,
+                access
+                    .max_tls_handshakes_per_ip
+                    .unwrap_or(TLS_HANDSHAKES_PER_ADDRESS),
+                access.trusted_proxies.clone(),
+            )
+            .stopping_with(&shutdown),
+        );
         let websockets = WebSockets {
             admission: Arc::new(Admission::new(access)),
             metrics: EdgeMetrics::default(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             sessions: TaskTracker::new(),
             join_deadline: settings.deadlines.websocket_join,
             permessage_deflate: settings.permessage_deflate,
@@ -475,6 +479,8 @@ async fn serve_connection(
             let handshake =
                 tokio::time::timeout(edge.deadlines.tls_handshake, acceptor.accept(stream));
             tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
                 done = handshake => match done {
                     Ok(Ok(tls)) => Either::Right(Box::new(tls)),
                     Ok(Err(error)) => {
@@ -487,8 +493,8 @@ async fn serve_connection(
                         return;
                     }
                 },
+                // Also on shutdown, which the branch above takes first.
                 _ = place.evicted() => return,
-                _ = shutdown.cancelled() => return,
             }
         }
     };
@@ -507,7 +513,14 @@ async fn serve_connection(
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(connection);
+    // Biased: the place's signal also fires on shutdown, which must be
+    // taken as a shutdown (a graceful end), not as an eviction.
     tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+        }
         served = connection.as_mut() => {
             if let Err(error) = served {
                 if error.is_timeout() {
@@ -518,10 +531,6 @@ async fn serve_connection(
         }
         _ = place.evicted() => {
             debug!(%peer, "HTTP connection evicted to make room");
-        }
-        _ = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
         }
     }
 }

@@ -135,7 +135,9 @@ impl Control {
                 std::future::pending::<()>().await;
             }
         };
+        // Biased: the place's signal also fires on shutdown.
         tokio::select! {
+            biased;
             _ = stop.shutdown.cancelled() => StopReason::Shutdown,
             _ = stop.place.evicted() => StopReason::Evicted,
             _ = deadline => {
@@ -162,12 +164,14 @@ impl Control {
     /// be kept beside the control.
     pub fn stopped_from_outside(&self) -> impl Future<Output = StopReason> + Send + 'static {
         let shutdown = self.stop.shutdown.clone();
-        let place = Arc::clone(&self.stop.place);
+        // One signal for both: the place's is also cancelled by shutdown.
+        let stopped = self.stop.place.stopped();
         async move {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => StopReason::Shutdown,
-                _ = place.evicted() => StopReason::Evicted,
+            stopped.await;
+            if shutdown.is_cancelled() {
+                StopReason::Shutdown
+            } else {
+                StopReason::Evicted
             }
         }
     }

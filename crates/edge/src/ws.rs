@@ -345,8 +345,9 @@ pub struct Decoder {
     /// Largest frame, and largest reassembled message, accepted.
     max_bytes: usize,
     /// Opcode and data of a fragmented message still being received, and
-    /// whether it is compressed.
-    partial: Option<(u8, Vec<u8>, bool)>,
+    /// whether it is compressed; boxed, since clients rarely fragment and
+    /// every idle connection would carry its room.
+    partial: Option<Box<(u8, Vec<u8>, bool)>>,
     /// Whether the client negotiated permessage-deflate (RSV1 marks a
     /// compressed message).
     deflate: bool,
@@ -509,24 +510,25 @@ impl Decoder {
                 _ => return Err(ReadError::Protocol("unknown control opcode")),
             }));
         }
-        let (opcode, data, message_compressed) = match (opcode, self.partial.take()) {
-            (OP_CONTINUATION, Some(_)) if compressed => {
-                return Err(ReadError::Protocol(
-                    "only a message's first frame may be marked compressed",
-                ));
-            }
-            (OP_CONTINUATION, Some((first, mut data, was_compressed))) => {
-                if data.len() + payload.len() > self.max_bytes {
-                    return Err(ReadError::TooBig);
+        let (opcode, data, message_compressed) =
+            match (opcode, self.partial.take().map(|partial| *partial)) {
+                (OP_CONTINUATION, Some(_)) if compressed => {
+                    return Err(ReadError::Protocol(
+                        "only a message's first frame may be marked compressed",
+                    ));
                 }
-                data.extend_from_slice(&payload);
-                (first, data, was_compressed)
-            }
-            (OP_TEXT | OP_BINARY, None) => (opcode, payload.to_vec(), compressed),
-            _ => return Err(ReadError::Protocol("unexpected data frame opcode")),
-        };
+                (OP_CONTINUATION, Some((first, mut data, was_compressed))) => {
+                    if data.len() + payload.len() > self.max_bytes {
+                        return Err(ReadError::TooBig);
+                    }
+                    data.extend_from_slice(&payload);
+                    (first, data, was_compressed)
+                }
+                (OP_TEXT | OP_BINARY, None) => (opcode, payload.to_vec(), compressed),
+                _ => return Err(ReadError::Protocol("unexpected data frame opcode")),
+            };
         if !fin {
-            self.partial = Some((opcode, data, message_compressed));
+            self.partial = Some(Box::new((opcode, data, message_compressed)));
             return Ok(None);
         }
         let data = if message_compressed {
