@@ -1,7 +1,8 @@
 //! The clock of a connection: the server pings every client at the ping
 //! interval, drops one that stays silent (it stopped answering pings), closes a
 //! connection that never says what it is with 1008 after the join deadline, and
-//! leaves a client that answers alone.
+//! leaves a client that answers alone; and a client that sends without pause
+//! gets its answers as it goes.
 
 mod common;
 
@@ -101,5 +102,29 @@ async fn a_connection_that_sends_nothing_is_closed_with_1008_at_the_join_deadlin
     real.send(serde_json::json!({"cmd": "ping", "listener": "still"}))
         .await;
     assert_eq!(real.recv().await["listener"], "still");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_sends_without_pause_gets_every_answer_rather_than_being_dropped() {
+    // Far more messages than its outbox holds: the answers must go out while
+    // the rest are still being read, not all at the end.
+    let server = common::start(CloudLink::builder().message_rate(0, 0).outbox_frames(100)).await;
+    let mut client = Client::connect(&server.url(), "busy").await;
+    client.handshake().await;
+    let count = 1_000;
+    for i in 0..count {
+        client
+            .send(serde_json::json!({"cmd": "ping", "listener": i}))
+            .await;
+    }
+    for i in 0..count {
+        let answer = client.recv().await;
+        assert_eq!(
+            (&answer["code_id"], &answer["listener"]),
+            (&serde_json::json!(100), &serde_json::json!(i)),
+            "every ping answered, in order"
+        );
+    }
     server.shutdown().await;
 }

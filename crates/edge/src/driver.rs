@@ -40,6 +40,9 @@ use crate::websocket::{Control, StopReason, Upgraded};
 use crate::writer::CLOSE_GRACE;
 use crate::ws::{self, Decoder, Incoming, ReadError};
 
+/// Messages read and handled in one go before the writing side gets a turn.
+const MESSAGES_PER_TURN: usize = 64;
+
 /// A message the protocol handles.
 #[derive(Debug)]
 pub enum Message {
@@ -317,8 +320,10 @@ impl<H: Handler> Driver<H> {
                 return Poll::Ready(ending);
             }
             let now = Instant::now();
+            // While a message is being handled nothing is read, so silence
+            // is not held against the client.
             let silent_until = self.last_heard + self.timing.silence();
-            if now >= silent_until {
+            if self.running.is_none() && now >= silent_until {
                 info!(client = %self.control.client, "client silent for {:?}; dropping it", self.timing.silence());
                 return Poll::Ready(Ending::Gone);
             }
@@ -332,7 +337,10 @@ impl<H: Handler> Driver<H> {
                 self.next_ping = now + self.timing.ping_interval();
                 continue;
             }
-            let mut nearest = self.next_ping.min(silent_until);
+            let mut nearest = self.next_ping;
+            if self.running.is_none() {
+                nearest = nearest.min(silent_until);
+            }
             for candidate in [join_by, self.write_deadline(), self.close_by]
                 .into_iter()
                 .flatten()
@@ -354,14 +362,25 @@ impl<H: Handler> Driver<H> {
     /// Reads and handles messages until reading must wait; `Ready` when the
     /// session should end.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
+        let mut handled = 0;
         loop {
             if let Some(running) = &mut self.running {
                 let read_on = ready!(running.as_mut().poll(cx));
                 self.running = None;
+                // The client could not be heard while its message was
+                // handled; its silence counts from now.
+                self.last_heard = Instant::now();
                 if !read_on {
                     return Poll::Ready(Ending::Finishing);
                 }
             }
+            if handled == MESSAGES_PER_TURN {
+                // Let the replies out (and other connections run) before
+                // reading more from a client that sends without pause.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            handled += 1;
             let message = match self.decoder.next_message() {
                 Ok(Some(message)) => message,
                 Ok(None) => match ready!(self.decoder.poll_fill(&mut self.io, cx)) {
