@@ -140,6 +140,21 @@ impl Client {
         &self.0.uuid
     }
 
+    /// The UUID, shared rather than copied (for the registry's index).
+    pub(crate) fn shared_uuid(&self) -> Arc<str> {
+        Arc::clone(&self.0.uuid)
+    }
+
+    /// The Snowflake, shared rather than copied (for the registry's index).
+    pub(crate) fn shared_snowflake(&self) -> Arc<str> {
+        Arc::clone(&self.0.snowflake)
+    }
+
+    /// The username, shared rather than copied (for the registry's index).
+    pub(crate) fn shared_username(&self) -> Option<Arc<str>> {
+        self.0.username.get().cloned()
+    }
+
     /// The client's address (behind trusted proxies, the one they name).
     pub fn address(&self) -> IpAddr {
         self.0.peer.address

@@ -16,7 +16,7 @@
 //! blocks (see [`edge::outbox`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -53,9 +53,13 @@ impl Registry {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     clients: BTreeMap<u64, Member>,
-    by_uuid: HashMap<String, u64>,
-    by_snowflake: HashMap<String, u64>,
-    by_username: HashMap<String, BTreeSet<u64>>,
+    // The indexes share the clients' own strings rather than copying them,
+    // and a name's clients are a sorted list rather than a set, whose first
+    // node alone costs about 100 bytes: every idle client pays for these.
+    by_uuid: HashMap<Arc<str>, u64>,
+    by_snowflake: HashMap<Arc<str>, u64>,
+    /// Keys of the clients with each username, ascending (connection order).
+    by_username: HashMap<Arc<str>, Vec<u64>>,
     rooms: HashMap<String, Room>,
     /// Whether variables are kept in a store (see the module doc).
     durable: bool,
@@ -120,9 +124,9 @@ impl State {
 
     /// Adds a newly connected client.
     pub fn register(&mut self, client: &Client) {
-        self.by_uuid.insert(client.uuid().to_owned(), client.key());
+        self.by_uuid.insert(client.shared_uuid(), client.key());
         self.by_snowflake
-            .insert(client.snowflake().to_owned(), client.key());
+            .insert(client.shared_snowflake(), client.key());
         self.clients.insert(
             client.key(),
             Member {
@@ -144,7 +148,9 @@ impl State {
         if let Some(name) = client.username()
             && let Some(keys) = self.by_username.get_mut(name)
         {
-            keys.remove(&client.key());
+            if let Ok(at) = keys.binary_search(&client.key()) {
+                keys.remove(at);
+            }
             if keys.is_empty() {
                 self.by_username.remove(name);
             }
@@ -153,11 +159,11 @@ impl State {
 
     /// Records a username that was just set, for lookups.
     pub fn index_username(&mut self, client: &Client) {
-        if let Some(name) = client.username() {
-            self.by_username
-                .entry(name.to_owned())
-                .or_default()
-                .insert(client.key());
+        if let Some(name) = client.shared_username() {
+            let keys = self.by_username.entry(name).or_default();
+            if let Err(at) = keys.binary_search(&client.key()) {
+                keys.insert(at, client.key());
+            }
         }
     }
 
@@ -218,12 +224,19 @@ impl State {
         if member.rooms.iter().any(|r| r == room) {
             return false;
         }
+        // Nearly every client stays in one room: the list grows one at a
+        // time rather than by a first step of four.
+        member.rooms.reserve_exact(1);
         member.rooms.push(room.to_owned());
-        let entry = self.rooms.entry(room.to_owned()).or_default();
-        entry.emptied = None;
-        entry
-            .members_mut(protocol)
-            .insert(client.key(), client.clone());
+        if !self.rooms.contains_key(room) {
+            self.rooms.insert(room.to_owned(), Room::default());
+        }
+        if let Some(entry) = self.rooms.get_mut(room) {
+            entry.emptied = None;
+            entry
+                .members_mut(protocol)
+                .insert(client.key(), client.clone());
+        }
         true
     }
 

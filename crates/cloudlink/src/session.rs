@@ -73,7 +73,7 @@ pub fn run(
     let client = server.new_client(peer, Arc::clone(&outbox));
     let messages = Messages {
         server: server.clone(),
-        client: client.clone(),
+        client,
         earn: connection.control.earn_handle(),
         rate: settings.message_rate.map(RateGuard::new),
     };
@@ -86,66 +86,87 @@ pub fn run(
     let mut driver = Driver::new(
         connection.io,
         connection.control,
-        Arc::clone(&outbox),
+        outbox,
         messages,
         settings.max_frame_bytes,
         timing,
     );
-    // Built before the future below, which then holds only the driver and
-    // a few handles: what an async fn's arguments were would otherwise stay
-    // in every idle connection's task beside the driver made from them.
+    // Built before the future below, which then holds only the driver (and
+    // a pointer at a time): what an async fn's arguments were would
+    // otherwise stay in every idle connection's task beside the driver made
+    // from them, and so would the locals of the steps before and after
+    // serving, which are boxed for that reason.
     async move {
-        if !server.register(&client) {
-            info!(client = %client.address(), "server full; refusing a client");
-            server.send_text(&client, "Server is full!");
-            client.finish(CLOSE_NORMAL, "");
-            driver.finish(writer_grace(&server)).await;
-            return;
+        if Box::pin(welcome(&mut driver)).await {
+            let ending = driver.serve().await;
+            Box::pin(farewell(driver, ending)).await;
         }
-        info!(client = %client.address(), uuid = client.uuid(), "client connected");
-        let hooks = server.hooks();
-        let event = || Event {
-            server: server.clone(),
-            client: client.clone(),
-        };
-        Box::pin(Hooks::run(Some(&hooks.connect), event)).await;
-
-        let ending = driver.serve().await;
-        server.forget(&client);
-        Box::pin(Hooks::run(Some(&hooks.disconnect), event)).await;
-        if let Some(protocol) = client.protocol() {
-            Box::pin(Hooks::run(hooks.protocol_disconnect.get(&protocol), event)).await;
-        }
-        // A close of ours goes out after what is already queued (a last status
-        // code, say); a client that is gone gets nothing more.
-        let close = match ending {
-            Ending::Close(code, reason) => Some((code, reason)),
-            Ending::Stopped(StopReason::Shutdown) => {
-                Some((CLOSE_GOING_AWAY, "server is shutting down"))
-            }
-            Ending::Stopped(StopReason::Evicted) => {
-                Some((CLOSE_TRY_LATER, "server is full; try again later"))
-            }
-            Ending::Stopped(StopReason::JoinDeadline) => {
-                info!(client = %client.address(), "client sent no message in time; closing with 1008");
-                Some((CLOSE_POLICY, "no message in time"))
-            }
-            Ending::Finishing => None,
-            Ending::Gone => {
-                outbox.close(CloseRequest {
-                    code: None,
-                    reason: Cow::Borrowed(""),
-                });
-                None
-            }
-        };
-        if let Some((code, reason)) = close {
-            outbox.finish(CloseRequest::new(code, reason));
-        }
-        driver.finish(writer_grace(&server)).await;
-        let code = close.map(|(code, _)| code);
-        info!(client = %client.address(), uuid = client.uuid(), close_code = code, "client disconnected");
     }
+}
+
+/// Registers the client and runs the connect hooks; `false` (after telling
+/// the client) when the server is full.
+async fn welcome(driver: &mut Driver<Messages>) -> bool {
+    let (server, client) = driver.handler().handles();
+    if !server.register(&client) {
+        info!(client = %client.address(), "server full; refusing a client");
+        server.send_text(&client, "Server is full!");
+        client.finish(CLOSE_NORMAL, "");
+        driver.finish(writer_grace(&server)).await;
+        return false;
+    }
+    info!(client = %client.address(), uuid = client.uuid(), "client connected");
+    let event = || Event {
+        server: server.clone(),
+        client: client.clone(),
+    };
+    Hooks::run(Some(&server.hooks().connect), event).await;
+    true
+}
+
+/// Forgets the client, runs the disconnect hooks, and closes as `ending`
+/// asks once what is queued has been written.
+async fn farewell(mut driver: Driver<Messages>, ending: Ending) {
+    let (server, client) = driver.handler().handles();
+    server.forget(&client);
+    let hooks = server.hooks();
+    let event = || Event {
+        server: server.clone(),
+        client: client.clone(),
+    };
+    Hooks::run(Some(&hooks.disconnect), event).await;
+    if let Some(protocol) = client.protocol() {
+        Hooks::run(hooks.protocol_disconnect.get(&protocol), event).await;
+    }
+    // A close of ours goes out after what is already queued (a last status
+    // code, say); a client that is gone gets nothing more.
+    let close = match ending {
+        Ending::Close(code, reason) => Some((code, reason)),
+        Ending::Stopped(StopReason::Shutdown) => {
+            Some((CLOSE_GOING_AWAY, "server is shutting down"))
+        }
+        Ending::Stopped(StopReason::Evicted) => {
+            Some((CLOSE_TRY_LATER, "server is full; try again later"))
+        }
+        Ending::Stopped(StopReason::JoinDeadline) => {
+            info!(client = %client.address(), "client sent no message in time; closing with 1008");
+            Some((CLOSE_POLICY, "no message in time"))
+        }
+        Ending::Finishing => None,
+        Ending::Gone => {
+            driver.outbox().close(CloseRequest {
+                code: None,
+                reason: Cow::Borrowed(""),
+            });
+            None
+        }
+    };
+    if let Some((code, reason)) = close {
+        driver.outbox().finish(CloseRequest::new(code, reason));
+    }
+    driver.finish(writer_grace(&server)).await;
+    let code = close.map(|(code, _)| code);
+    info!(client = %client.address(), uuid = client.uuid(), close_code = code, "client disconnected");
 }
 
 /// How long the writer may take to send what is queued and the close.
@@ -162,6 +183,13 @@ struct Messages {
     earn: Earn,
     /// The client's message allowance, when limited.
     rate: Option<RateGuard>,
+}
+
+impl Messages {
+    /// The server and the client, for what the session does around serving.
+    fn handles(&self) -> (CloudLink, Client) {
+        (self.server.clone(), self.client.clone())
+    }
 }
 
 impl Handler for Messages {

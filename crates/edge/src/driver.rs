@@ -185,8 +185,9 @@ pub struct Driver<H> {
     stop: Pin<Box<dyn Future<Output = StopReason> + Send>>,
     timer: Pin<Box<Sleep>>,
     /// Bytes being written, and how many of them are out; empty while idle.
+    /// (A batch is bounded by the outbox, far below 4 GiB.)
     out: Vec<u8>,
-    written: usize,
+    written: u32,
     writing: Writing,
     /// When the current write became blocked.
     blocked_since: Option<Instant>,
@@ -241,6 +242,11 @@ impl<H: Handler> Driver<H> {
     /// The protocol's part.
     pub fn handler(&self) -> &H {
         &self.handler
+    }
+
+    /// The outbox this connection writes.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
     }
 
     /// Serves the client until reading ends, writing meanwhile.
@@ -446,10 +452,11 @@ impl<H: Handler> Driver<H> {
                 }
                 _ => {}
             }
-            if self.written < self.out.len() {
-                match Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]) {
+            let written = self.written as usize;
+            if written < self.out.len() {
+                match Pin::new(&mut self.io).poll_write(cx, &self.out[written..]) {
                     Poll::Ready(Ok(n)) if n > 0 => {
-                        self.written += n;
+                        self.written += u32::try_from(n).unwrap_or(u32::MAX);
                         self.blocked_since = None;
                         continue;
                     }

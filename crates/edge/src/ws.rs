@@ -342,8 +342,9 @@ pub struct Reader<R> {
 pub struct Decoder {
     /// Bytes read and not yet parsed; released whenever it runs empty.
     buf: BytesMut,
-    /// Largest frame, and largest reassembled message, accepted.
-    max_bytes: usize,
+    /// Largest frame, and largest reassembled message, accepted (a `u32`:
+    /// every connection keeps one, and no sane limit is near 4 GiB).
+    max_bytes: u32,
     /// Opcode and data of a fragmented message still being received, and
     /// whether it is compressed; boxed, since clients rarely fragment and
     /// every idle connection would carry its room.
@@ -392,7 +393,7 @@ impl Decoder {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             buf: BytesMut::new(),
-            max_bytes,
+            max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
             partial: None,
             deflate: false,
         }
@@ -466,7 +467,7 @@ impl Decoder {
                 126 | 127 => return Ok(None),
                 n => (u64::from(n), 2),
             };
-            if len > self.max_bytes as u64 {
+            if len > u64::from(self.max_bytes) {
                 return Err(ReadError::TooBig);
             }
             let len = len as usize;
@@ -518,7 +519,7 @@ impl Decoder {
                     ));
                 }
                 (OP_CONTINUATION, Some((first, mut data, was_compressed))) => {
-                    if data.len() + payload.len() > self.max_bytes {
+                    if data.len() + payload.len() > self.max_bytes as usize {
                         return Err(ReadError::TooBig);
                     }
                     data.extend_from_slice(&payload);
@@ -532,12 +533,14 @@ impl Decoder {
             return Ok(None);
         }
         let data = if message_compressed {
-            crate::deflate::inflate(&data, self.max_bytes).map_err(|error| match error {
-                crate::deflate::InflateError::TooBig => ReadError::TooBig,
-                crate::deflate::InflateError::Corrupt => {
-                    ReadError::Protocol("a compressed message that does not inflate")
-                }
-            })?
+            crate::deflate::inflate(&data, self.max_bytes as usize).map_err(
+                |error| match error {
+                    crate::deflate::InflateError::TooBig => ReadError::TooBig,
+                    crate::deflate::InflateError::Corrupt => {
+                        ReadError::Protocol("a compressed message that does not inflate")
+                    }
+                },
+            )?
         } else {
             data
         };
