@@ -27,8 +27,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// pages unused for 200 ms to the system, so that memory follows the clients
 /// that are connected rather than the biggest burst so far; and no
 /// per-thread caches, which held about 0.9 KB per idle client at 1,000
-/// clients and made no measurable difference to fan-out
-/// (`cloudlink_bench --scenarios gmsg,scratch,idle`, side by side).
+/// clients. Without them fan-out measured about a tenth slower in
+/// alternating runs (`cloudlink_bench --scenarios gmsg,scratch,idle` with
+/// `_RJEM_MALLOC_CONF=tcache:true` and without), within this machine's
+/// ±15% run-to-run noise, and still 75-90 times the Python server: memory
+/// per idle client is what a host with many quiet clients runs out of first.
+/// `_RJEM_MALLOC_CONF=tcache:true` turns them back on.
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static JEMALLOC_SETTINGS: &[u8; 72] =
     b"background_thread:true,dirty_decay_ms:200,muzzy_decay_ms:0,tcache:false\0";
