@@ -278,24 +278,30 @@ impl<H: Handler> Driver<H> {
             if now >= deadline {
                 return Poll::Ready(false);
             }
-            let mut nearest = deadline;
-            for candidate in [self.write_deadline(), self.close_by].into_iter().flatten() {
-                nearest = nearest.min(candidate);
-            }
+            let nearest = self
+                .write_deadline()
+                .map_or(deadline, |at| at.min(deadline));
             if now >= nearest {
                 // A writing deadline passed: let the writing side see it.
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if nearest < self.timer.deadline() || self.timer.is_elapsed() {
-                self.timer.as_mut().reset(nearest);
-            }
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+            ready!(self.sleep_until(cx, nearest));
         }
     }
 
+    /// Waits for `at` on the one timer, moving it only when `at` is earlier
+    /// than where it stands (or it has fired): a later deadline is simply
+    /// checked again when the timer fires early.
+    fn sleep_until(&mut self, cx: &mut Context<'_>, at: Instant) -> Poll<()> {
+        if at < self.timer.deadline() || self.timer.is_elapsed() {
+            self.timer.as_mut().reset(at);
+        }
+        self.timer.as_mut().poll(cx)
+    }
+
+    /// The nearest deadline of the writing side: a blocked write's stall
+    /// limit, the end of a batching period, the close's grace.
     fn write_deadline(&self) -> Option<Instant> {
         let blocked = self
             .blocked_since
@@ -303,10 +309,7 @@ impl<H: Handler> Driver<H> {
         let batch =
             (self.batching().is_some() && self.out.is_empty() && Instant::now() < self.next_batch)
                 .then_some(self.next_batch);
-        match (blocked, batch) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [blocked, batch, self.close_by].into_iter().flatten().min()
     }
 
     fn batching(&self) -> Option<Duration> {
@@ -343,23 +346,15 @@ impl<H: Handler> Driver<H> {
                 self.next_ping = now + self.timing.ping_interval();
                 continue;
             }
-            let mut nearest = self.next_ping;
-            if self.running.is_none() {
-                nearest = nearest.min(silent_until);
-            }
-            for candidate in [join_by, self.write_deadline(), self.close_by]
+            let silence = self.running.is_none().then_some(silent_until);
+            let nearest = [silence, join_by, self.write_deadline()]
                 .into_iter()
                 .flatten()
-            {
-                nearest = nearest.min(candidate);
-            }
+                .fold(self.next_ping, Instant::min);
             if now >= nearest {
                 continue;
             }
-            if nearest < self.timer.deadline() || self.timer.is_elapsed() {
-                self.timer.as_mut().reset(nearest);
-            }
-            if self.timer.as_mut().poll(cx).is_pending() {
+            if self.sleep_until(cx, nearest).is_pending() {
                 return Poll::Pending;
             }
         }

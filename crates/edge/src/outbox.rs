@@ -37,8 +37,6 @@ use crate::ws::Wire;
 use bytes::Bytes;
 use std::task::{Context, Poll, Waker};
 
-use tokio::sync::Notify;
-
 use crate::feed::Feed;
 
 /// Close code sent to a client that fell too far behind (RFC 6455 "Try Again Later").
@@ -127,8 +125,7 @@ struct State {
     finish: Option<CloseRequest>,
     /// Chat lines of the server this connection watches.
     feed: Option<Arc<Feed>>,
-    /// The task to wake when there is work, for a connection that polls
-    /// ([`Outbox::poll_next`]) rather than awaits ([`Outbox::next`]).
+    /// The writer's task, registered while it waits for work.
     waker: Option<Waker>,
 }
 
@@ -145,7 +142,6 @@ pub enum Next {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    ready: Notify,
     capacity: usize,
     /// Feed position this connection has copied up to. Only changed under the
     /// state lock; read without it by the hub to count lines a client missed.
@@ -169,7 +165,6 @@ impl Outbox {
     pub fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            ready: Notify::new(),
             capacity: capacity.max(1),
             cursor: AtomicU64::new(0),
             parked: AtomicBool::new(false),
@@ -261,17 +256,8 @@ impl Outbox {
         } else {
             self.overflow(&mut state)
         };
-        let waker = if wake || outcome == Pushed::Overflowed {
-            state.waker.take()
-        } else {
-            None
-        };
-        drop(state);
         if wake || outcome == Pushed::Overflowed {
-            self.ready.notify_one();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+            wake_writer(state);
         }
         outcome
     }
@@ -311,13 +297,10 @@ impl Outbox {
     /// Wakes the writer if it is waiting for work; called after a chat line is
     /// published to the feed this outbox follows.
     pub fn nudge(&self) {
-        // SeqCst pairs with the writer's park-then-check in `next`: either it
+        // SeqCst pairs with the writer's park-then-check in `poll_next`: either it
         // sees the new line, or this sees it parked.
         if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
-            self.ready.notify_one();
-            if let Some(waker) = self.state().waker.take() {
-                waker.wake();
-            }
+            wake_writer(self.state());
         }
     }
 
@@ -327,12 +310,7 @@ impl Outbox {
         if state.close.is_none() {
             state.close = Some(request);
         }
-        let waker = state.waker.take();
-        drop(state);
-        self.ready.notify_one();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        wake_writer(state);
     }
 
     /// Stops taking frames and closes once everything already queued has
@@ -343,12 +321,7 @@ impl Outbox {
         if state.close.is_none() && state.finish.is_none() {
             state.finish = Some(request);
         }
-        let waker = state.waker.take();
-        drop(state);
-        self.ready.notify_one();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        wake_writer(state);
     }
 
     /// Waits until there is something to do, then appends every queued frame
@@ -356,37 +329,12 @@ impl Outbox {
     ///
     /// Only one task (the connection's writer) may call this.
     pub async fn next(&self, out: &mut Vec<u8>) -> Next {
-        loop {
-            {
-                let mut state = self.state();
-                if let Some(close) = &state.close {
-                    return Next::Close(close.clone());
-                }
-                let cursor = self.cursor.load(Ordering::Relaxed);
-                let unread =
-                    |state: &State| state.feed.as_ref().is_some_and(|f| f.head() != cursor);
-                if !state.queue.is_empty() || unread(&state) {
-                    return Next::Frames(self.take(&mut state, out));
-                }
-                if let Some(finish) = &state.finish {
-                    return Next::Close(finish.clone());
-                }
-                self.parked.store(true, Ordering::SeqCst);
-                // A line published between the check above and parking would
-                // otherwise wait for the next one.
-                if unread(&state) {
-                    self.parked.store(false, Ordering::Relaxed);
-                    continue;
-                }
-            }
-            self.ready.notified().await;
-            self.parked.store(false, Ordering::Relaxed);
-        }
+        std::future::poll_fn(|cx| self.poll_next(cx, out)).await
     }
 
     /// [`next`](Self::next) for a connection that polls: appends the work to
     /// `out` if there is some, otherwise remembers `cx`'s waker for when
-    /// there is. Only one task may call this, and not beside `next`.
+    /// there is. Only one task may call this (or `next`).
     pub fn poll_next(&self, cx: &mut Context<'_>, out: &mut Vec<u8>) -> Poll<Next> {
         let mut state = self.state();
         self.parked.store(false, Ordering::Relaxed);
@@ -443,6 +391,16 @@ impl Outbox {
         // the queue's allocation, and a busy one gets it back in one call.
         state.queue = VecDeque::new();
         frames
+    }
+}
+
+/// Wakes the writer waiting on this state, if one is, after letting go of the
+/// lock (so the writer does not wake only to wait for it).
+fn wake_writer(mut state: std::sync::MutexGuard<'_, State>) {
+    let waker = state.waker.take();
+    drop(state);
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 

@@ -128,20 +128,17 @@ impl Control {
     /// deadline missed (the deadline no longer applies once
     /// [`earned`](Self::earned) was called).
     pub async fn stopped(&self) -> StopReason {
-        let stop = &self.stop;
         let deadline = async {
-            tokio::time::sleep_until(stop.join_by).await;
-            if stop.place.is_earned() {
+            tokio::time::sleep_until(self.stop.join_by).await;
+            if self.stop.place.is_earned() {
                 std::future::pending::<()>().await;
             }
         };
-        // Biased: the place's signal also fires on shutdown.
         tokio::select! {
             biased;
-            _ = stop.shutdown.cancelled() => StopReason::Shutdown,
-            _ = stop.place.evicted() => StopReason::Evicted,
+            reason = self.stopped_from_outside() => reason,
             _ = deadline => {
-                stop.metrics.deadline("websocket_join");
+                self.missed_join_deadline();
                 StopReason::JoinDeadline
             }
         }
