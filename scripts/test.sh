@@ -18,6 +18,8 @@
 # Nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A full run builds everything once; incremental state would only add disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "scripts/test.sh: cargo is not installed; install Rust from https://rustup.rs and try again" >&2
