@@ -75,7 +75,9 @@ pub fn run(
         server: server.clone(),
         client,
         earn: connection.control.earn_handle(),
-        rate: settings.message_rate.map(RateGuard::new),
+        rate: settings
+            .message_rate
+            .map(|rate| Box::new(RateGuard::new(rate))),
     };
     let timing = Timing {
         ping_interval: settings.writer.ping_interval,
@@ -181,8 +183,10 @@ struct Messages {
     client: Client,
     /// Tells the edge this is a real client (its protocol is known).
     earn: Earn,
-    /// The client's message allowance, when limited.
-    rate: Option<RateGuard>,
+    /// The client's message allowance, when limited; boxed, as it is six
+    /// times the size of a pointer and the idle connection's task is sized in
+    /// steps of 128 bytes (see `edge::driver`).
+    rate: Option<Box<RateGuard>>,
 }
 
 impl Messages {
@@ -200,7 +204,11 @@ impl Handler for Messages {
             Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         };
         let (server, client, earn) = (self.server.clone(), self.client.clone(), self.earn.clone());
-        match self.rate.as_mut().map_or(Verdict::Handle, RateGuard::check) {
+        match self
+            .rate
+            .as_deref_mut()
+            .map_or(Verdict::Handle, RateGuard::check)
+        {
             Verdict::Handle => {}
             Verdict::Refuse { tell: false } => return Step::Continue,
             Verdict::Refuse { tell: true } => {

@@ -32,9 +32,10 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::AsyncWrite;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tracing::{debug, info};
 
+use crate::moment::Moment;
 use crate::outbox::{Frame, Next, Outbox, Urgency};
 use crate::websocket::{Control, StopReason, Upgraded};
 use crate::writer::CLOSE_GRACE;
@@ -181,8 +182,6 @@ pub struct Driver<H> {
     timing: Clock,
     /// The message being handled, when it had to wait.
     running: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
-    /// Shutdown or eviction.
-    stop: Pin<Box<dyn Future<Output = StopReason> + Send>>,
     timer: Pin<Box<Sleep>>,
     /// Bytes being written, and how many of them are out; empty while idle.
     /// (A batch is bounded by the outbox, far below 4 GiB.)
@@ -190,14 +189,14 @@ pub struct Driver<H> {
     written: u32,
     writing: Writing,
     /// When the current write became blocked.
-    blocked_since: Option<Instant>,
+    blocked_since: Option<Moment>,
     ping_due: bool,
-    next_ping: Instant,
-    last_heard: Instant,
+    next_ping: Moment,
+    last_heard: Moment,
     /// When batching, the earliest time of the next write.
-    next_batch: Instant,
+    next_batch: Moment,
     /// When a close frame has to be out by.
-    close_by: Option<Instant>,
+    close_by: Option<Moment>,
 }
 
 impl<H: Handler> Driver<H> {
@@ -210,18 +209,17 @@ impl<H: Handler> Driver<H> {
         max_frame_bytes: usize,
         timing: Timing,
     ) -> Self {
-        let now = Instant::now();
-        let next_ping = now + timing.ping_interval;
+        let now = Moment::now();
+        let next_ping = now.after(timing.ping_interval);
         Self {
             io,
             decoder: Decoder::new(max_frame_bytes).with_deflate(control.deflate),
             outbox,
             handler,
-            stop: Box::pin(control.stopped_from_outside()),
             control,
             timing: Clock::from(timing),
             running: None,
-            timer: Box::pin(tokio::time::sleep_until(next_ping)),
+            timer: Box::pin(tokio::time::sleep_until(next_ping.instant())),
             out: Vec::new(),
             written: 0,
             writing: Writing::Open,
@@ -257,7 +255,7 @@ impl<H: Handler> Driver<H> {
     /// Writes what is still queued and the close the outbox was asked for,
     /// giving up after `grace`; call once the protocol has closed the outbox.
     pub async fn finish(&mut self, grace: Duration) {
-        let deadline = Instant::now() + grace;
+        let deadline = Moment::now().after(grace);
         let finished = std::future::poll_fn(|cx| {
             if self.poll_write(cx).is_ready() {
                 return Poll::Ready(true);
@@ -272,9 +270,9 @@ impl<H: Handler> Driver<H> {
 
     /// Points the timer at the nearest of `deadline` and the writing side's
     /// deadlines; `Ready(false)` once `deadline` itself has passed.
-    fn arm(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<bool> {
+    fn arm(&mut self, cx: &mut Context<'_>, deadline: Moment) -> Poll<bool> {
         loop {
-            let now = Instant::now();
+            let now = Moment::now();
             if now >= deadline {
                 return Poll::Ready(false);
             }
@@ -293,7 +291,8 @@ impl<H: Handler> Driver<H> {
     /// Waits for `at` on the one timer, moving it only when `at` is earlier
     /// than where it stands (or it has fired): a later deadline is simply
     /// checked again when the timer fires early.
-    fn sleep_until(&mut self, cx: &mut Context<'_>, at: Instant) -> Poll<()> {
+    fn sleep_until(&mut self, cx: &mut Context<'_>, at: Moment) -> Poll<()> {
+        let at = at.instant();
         if at < self.timer.deadline() || self.timer.is_elapsed() {
             self.timer.as_mut().reset(at);
         }
@@ -302,12 +301,12 @@ impl<H: Handler> Driver<H> {
 
     /// The nearest deadline of the writing side: a blocked write's stall
     /// limit, the end of a batching period, the close's grace.
-    fn write_deadline(&self) -> Option<Instant> {
+    fn write_deadline(&self) -> Option<Moment> {
         let blocked = self
             .blocked_since
-            .map(|since| since + self.timing.stall_timeout());
+            .map(|since| since.after(self.timing.stall_timeout()));
         let batch =
-            (self.batching().is_some() && self.out.is_empty() && Instant::now() < self.next_batch)
+            (self.batching().is_some() && self.out.is_empty() && Moment::now() < self.next_batch)
                 .then_some(self.next_batch);
         [blocked, batch, self.close_by].into_iter().flatten().min()
     }
@@ -318,7 +317,7 @@ impl<H: Handler> Driver<H> {
 
     fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
         loop {
-            if let Poll::Ready(reason) = self.stop.as_mut().poll(cx) {
+            if let Poll::Ready(reason) = self.control.poll_left(cx) {
                 return Poll::Ready(Ending::Stopped(reason));
             }
             if self.poll_write(cx).is_ready() {
@@ -328,29 +327,29 @@ impl<H: Handler> Driver<H> {
             if let Poll::Ready(ending) = self.poll_read(cx) {
                 return Poll::Ready(ending);
             }
-            let now = Instant::now();
+            let now = Moment::now();
             // While a message is being handled nothing is read, so silence
             // is not held against the client.
-            let silent_until = self.last_heard + self.timing.silence();
+            let silent_until = self.last_heard.after(self.timing.silence());
             if self.running.is_none() && now >= silent_until {
                 info!(client = %self.control.client, "client silent for {:?}; dropping it", self.timing.silence());
                 return Poll::Ready(Ending::Gone);
             }
-            let join_by = self.control.join_deadline();
+            let join_by = self.control.join_deadline().map(Moment::from_instant);
             if join_by.is_some_and(|at| now >= at) {
                 self.control.missed_join_deadline();
                 return Poll::Ready(Ending::Stopped(StopReason::JoinDeadline));
             }
             if now >= self.next_ping {
                 self.ping_due = true;
-                self.next_ping = now + self.timing.ping_interval();
+                self.next_ping = now.after(self.timing.ping_interval());
                 continue;
             }
             let silence = self.running.is_none().then_some(silent_until);
             let nearest = [silence, join_by, self.write_deadline()]
                 .into_iter()
                 .flatten()
-                .fold(self.next_ping, Instant::min);
+                .fold(self.next_ping, Moment::min);
             if now >= nearest {
                 continue;
             }
@@ -370,7 +369,7 @@ impl<H: Handler> Driver<H> {
                 self.running = None;
                 // The client could not be heard while its message was
                 // handled; its silence counts from now.
-                self.last_heard = Instant::now();
+                self.last_heard = Moment::now();
                 if !read_on {
                     return Poll::Ready(Ending::Finishing);
                 }
@@ -390,7 +389,7 @@ impl<H: Handler> Driver<H> {
                         return Poll::Ready(Ending::Gone);
                     }
                     Ok(_) => {
-                        self.last_heard = Instant::now();
+                        self.last_heard = Moment::now();
                         continue;
                     }
                     Err(error) => {
@@ -441,7 +440,7 @@ impl<H: Handler> Driver<H> {
         loop {
             match self.writing {
                 Writing::Done => return Poll::Ready(()),
-                Writing::Closing if self.close_by.is_some_and(|by| Instant::now() >= by) => {
+                Writing::Closing if self.close_by.is_some_and(|by| Moment::now() >= by) => {
                     self.writing = Writing::Done;
                     continue;
                 }
@@ -481,7 +480,7 @@ impl<H: Handler> Driver<H> {
                 continue;
             }
             let batching = self.batching();
-            if batching.is_some() && Instant::now() < self.next_batch {
+            if batching.is_some() && Moment::now() < self.next_batch {
                 return Poll::Pending;
             }
             match ready!(self.outbox.poll_next(cx, &mut self.out)) {
@@ -490,14 +489,14 @@ impl<H: Handler> Driver<H> {
                     // while this connection waited.
                     if let Some(period) = self.batching() {
                         self.out = ws::join_text_frames(&self.out);
-                        self.next_batch = Instant::now() + period;
+                        self.next_batch = Moment::now().after(period);
                     }
                 }
                 Next::Close(request) => match request.code {
                     Some(code) => {
                         self.out = ws::close_frame(code, &request.reason).to_vec();
                         self.writing = Writing::Closing;
-                        self.close_by = Some(Instant::now() + CLOSE_GRACE * 2);
+                        self.close_by = Some(Moment::now().after(CLOSE_GRACE * 2));
                     }
                     None => self.writing = Writing::Done,
                 },
@@ -507,7 +506,7 @@ impl<H: Handler> Driver<H> {
 
     /// A write that has to wait: fine, until it has waited the stall limit.
     fn blocked(&mut self) -> Poll<()> {
-        let since = *self.blocked_since.get_or_insert_with(Instant::now);
+        let since = *self.blocked_since.get_or_insert_with(Moment::now);
         if since.elapsed() < self.timing.stall_timeout() {
             return Poll::Pending;
         }

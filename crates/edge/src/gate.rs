@@ -28,11 +28,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use ipnet::IpNet;
-use tokio_util::sync::CancellationToken;
 
 /// File descriptors kept out of the connection budget for everything else the
 /// process opens.
@@ -75,9 +76,6 @@ pub struct Gate {
     state: Mutex<GateState>,
     /// Connections evicted since start, for operators.
     evictions: AtomicU64,
-    /// The server's shutdown, when set: each place's stop signal is then
-    /// also cancelled by it (see [`Place::stopped`]).
-    shutdown: Option<CancellationToken>,
 }
 
 #[derive(Debug, Default)]
@@ -85,7 +83,10 @@ struct GateState {
     open: usize,
     by_address: HashMap<IpAddr, PerAddress>,
     /// Connections that have not earned their place, oldest first.
-    unearned: BTreeMap<u64, Arc<PlaceShared>>,
+    unearned: BTreeMap<u64, Weak<Place>>,
+    /// Every place, to be told when the server shuts down.
+    places: HashMap<u64, Weak<Place>>,
+    shutting_down: bool,
     next_id: u64,
 }
 
@@ -95,26 +96,39 @@ struct PerAddress {
     handshakes: usize,
 }
 
-/// What a connection and the gate both see of its place.
-#[derive(Debug)]
-struct PlaceShared {
-    /// Cancelled when the gate evicts the connection, and (a child of the
-    /// server's shutdown token) when the server shuts down: one signal for
-    /// both, so a session waits on one future rather than two.
-    evicted: CancellationToken,
-    earned: AtomicBool,
+/// Bits of [`Place::flags`].
+const EARNED: u8 = 1;
+const EVICTED: u8 = 2;
+const SHUT_DOWN: u8 = 4;
+
+/// Why the gate asks a connection to leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    /// The server is shutting down.
+    ShutDown,
+    /// The budget was spent and this connection had not earned its place.
+    Evicted,
 }
 
 /// A connection's place, held for its whole life (shared by the task serving
 /// its HTTP requests and, after an upgrade, by its WebSocket session); the
 /// place is given back when the last holder drops it.
+///
+/// It is also how the gate asks the connection to leave: a flag and one
+/// waker rather than a cancellation token per connection, which cost about
+/// 200 bytes in every idle connection (the token's node in the shutdown
+/// tree and the boxed future waiting on it). One waker is enough because one
+/// task at a time waits: the HTTP connection's until it hands the socket to
+/// the WebSocket session, then the session's.
 #[derive(Debug)]
 pub struct Place {
     gate: Arc<Gate>,
     id: u64,
     /// `None` for a trusted proxy, which is not counted per address.
     address: Option<IpAddr>,
-    shared: Arc<PlaceShared>,
+    /// [`EARNED`], [`EVICTED`], [`SHUT_DOWN`].
+    flags: AtomicU8,
+    waker: AtomicWaker,
 }
 
 impl Gate {
@@ -133,14 +147,20 @@ impl Gate {
             trusted,
             state: Mutex::new(GateState::default()),
             evictions: AtomicU64::new(0),
-            shutdown: None,
         }
     }
 
-    /// Makes every place's stop signal end with `shutdown` too.
-    pub fn stopping_with(mut self, shutdown: &CancellationToken) -> Self {
-        self.shutdown = Some(shutdown.clone());
-        self
+    /// Asks every connection, and every one that still comes, to leave
+    /// because the server shuts down.
+    pub fn shut_down(&self) {
+        let places: Vec<_> = {
+            let mut state = self.state();
+            state.shutting_down = true;
+            state.places.values().filter_map(Weak::upgrade).collect()
+        };
+        for place in places {
+            place.ask_to_leave(SHUT_DOWN);
+        }
     }
 
     /// The budget for a process whose open-files limit is `fd_limit`.
@@ -178,7 +198,7 @@ impl Gate {
 
     /// Takes a place for a connection from `address`, evicting the oldest
     /// unearned connection if the budget is spent, or says why not.
-    pub fn enter(self: &Arc<Self>, address: IpAddr) -> Result<Place, Turned> {
+    pub fn enter(self: &Arc<Self>, address: IpAddr) -> Result<Arc<Place>, Turned> {
         let address = address.to_canonical();
         let counted = (!self.trusted.iter().any(|net| net.contains(&address))).then_some(address);
         let mut state = self.state();
@@ -199,20 +219,16 @@ impl Gate {
         }
         let id = state.next_id;
         state.next_id += 1;
-        let shared = Arc::new(PlaceShared {
-            evicted: self
-                .shutdown
-                .as_ref()
-                .map_or_else(CancellationToken::new, CancellationToken::child_token),
-            earned: AtomicBool::new(false),
-        });
-        state.unearned.insert(id, Arc::clone(&shared));
-        Ok(Place {
+        let place = Arc::new(Place {
             gate: Arc::clone(self),
             id,
             address: counted,
-            shared,
-        })
+            flags: AtomicU8::new(if state.shutting_down { SHUT_DOWN } else { 0 }),
+            waker: AtomicWaker::new(),
+        });
+        state.unearned.insert(id, Arc::downgrade(&place));
+        state.places.insert(id, Arc::downgrade(&place));
+        Ok(place)
     }
 
     /// Evicts the oldest unearned connection, if there is one (the accept loop
@@ -226,16 +242,18 @@ impl Gate {
         self.evictions.load(Ordering::Relaxed)
     }
 
-    /// Cancels the oldest unearned place; it stays counted until its holder lets go.
+    /// Asks the oldest unearned place to leave; it stays counted until its
+    /// holder lets go.
     fn evict_oldest(&self, state: &mut GateState) -> bool {
-        match state.unearned.pop_first() {
-            Some((_, place)) => {
-                place.evicted.cancel();
+        while let Some((_, place)) = state.unearned.pop_first() {
+            // A place whose last holder is letting go right now is leaving anyway.
+            if let Some(place) = place.upgrade() {
+                place.ask_to_leave(EVICTED);
                 self.evictions.fetch_add(1, Ordering::Relaxed);
-                true
+                return true;
             }
-            None => false,
         }
+        false
     }
 }
 
@@ -243,31 +261,52 @@ impl Place {
     /// Marks the connection as a real client: it is no longer evicted when the
     /// budget runs out, and its protocol's join deadline no longer applies.
     pub fn earn(&self) {
-        if !self.shared.earned.swap(true, Ordering::Relaxed) {
+        if self.flags.fetch_or(EARNED, Ordering::Relaxed) & EARNED == 0 {
             self.gate.state().unearned.remove(&self.id);
         }
     }
 
     /// Whether [`earn`](Self::earn) was called.
     pub fn is_earned(&self) -> bool {
-        self.shared.earned.load(Ordering::Relaxed)
+        self.flags.load(Ordering::Relaxed) & EARNED != 0
     }
 
-    /// Resolves when the gate evicts this connection to make room, or (with
-    /// [`Gate::stopping_with`]) when the server shuts down; a caller that
-    /// tells the two apart checks the shutdown first.
-    pub async fn evicted(&self) {
-        self.shared.evicted.cancelled().await;
+    /// Whether the gate asked this connection to leave, and why (a shutdown
+    /// wins over an eviction).
+    pub fn leave(&self) -> Option<Leave> {
+        let flags = self.flags.load(Ordering::Acquire);
+        if flags & SHUT_DOWN != 0 {
+            Some(Leave::ShutDown)
+        } else if flags & EVICTED != 0 {
+            Some(Leave::Evicted)
+        } else {
+            None
+        }
     }
 
-    /// [`evicted`](Self::evicted) as a future that owns what it waits on.
-    pub fn stopped(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
-        self.shared.evicted.clone().cancelled_owned()
+    /// Ready once the gate asks this connection to leave; wakes the task
+    /// that polled it last (see the type's documentation).
+    pub fn poll_leave(&self, cx: &mut Context<'_>) -> Poll<Leave> {
+        if let Some(leave) = self.leave() {
+            return Poll::Ready(leave);
+        }
+        self.waker.register(cx.waker());
+        self.leave().map_or(Poll::Pending, Poll::Ready)
+    }
+
+    /// [`poll_leave`](Self::poll_leave) as a future.
+    pub async fn left(&self) -> Leave {
+        std::future::poll_fn(|cx| self.poll_leave(cx)).await
     }
 
     /// Whether the gate has evicted this connection.
     pub fn is_evicted(&self) -> bool {
-        self.shared.evicted.is_cancelled()
+        self.flags.load(Ordering::Relaxed) & EVICTED != 0
+    }
+
+    fn ask_to_leave(&self, why: u8) {
+        self.flags.fetch_or(why, Ordering::Release);
+        self.waker.wake();
     }
 
     /// Counts a TLS handshake in flight for this connection's address, or says
@@ -291,6 +330,7 @@ impl Drop for Place {
         let mut state = self.gate.state();
         state.open -= 1;
         state.unearned.remove(&self.id);
+        state.places.remove(&self.id);
         if let Some(address) = self.address
             && let Some(entry) = state.by_address.get_mut(&address)
         {
@@ -361,6 +401,51 @@ mod tests {
         drop(second);
         let _fourth = gate.enter(ip("192.0.2.4")).unwrap();
         assert_eq!(gate.open(), 2);
+    }
+
+    #[test]
+    fn shutdown_asks_every_place_to_leave_and_wakes_its_waiter() {
+        let gate = Arc::new(Gate::new(10, 10, 1, Vec::new()));
+        let earned = gate.enter(ip("192.0.2.1")).unwrap();
+        earned.earn();
+        let unearned = gate.enter(ip("192.0.2.2")).unwrap();
+        let woken = Arc::new(Flag::default());
+        let waker = std::task::Waker::from(Arc::clone(&woken));
+        let mut cx = Context::from_waker(&waker);
+        assert!(earned.poll_leave(&mut cx).is_pending());
+        gate.shut_down();
+        assert!(woken.0.load(Ordering::SeqCst), "the waiting task is woken");
+        assert_eq!(earned.poll_leave(&mut cx), Poll::Ready(Leave::ShutDown));
+        assert_eq!(unearned.leave(), Some(Leave::ShutDown));
+        let late = gate.enter(ip("192.0.2.3")).unwrap();
+        assert_eq!(
+            late.leave(),
+            Some(Leave::ShutDown),
+            "a place taken after shutdown leaves at once"
+        );
+    }
+
+    #[test]
+    fn an_evicted_place_is_told_so_and_a_dropped_one_is_forgotten() {
+        let gate = Arc::new(Gate::new(2, 2, 1, Vec::new()));
+        let gone = gate.enter(ip("192.0.2.1")).unwrap();
+        drop(gone);
+        let first = gate.enter(ip("192.0.2.1")).unwrap();
+        let _second = gate.enter(ip("192.0.2.2")).unwrap();
+        let _third = gate.enter(ip("192.0.2.3")).unwrap();
+        assert_eq!(first.leave(), Some(Leave::Evicted));
+        assert_eq!(gate.evictions(), 1);
+        assert_eq!(gate.state().places.len(), 3);
+    }
+
+    /// A waker that records that it was woken.
+    #[derive(Default)]
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
     }
 
     #[test]

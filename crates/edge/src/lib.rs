@@ -36,6 +36,7 @@ pub mod gate;
 pub mod http_api;
 mod io;
 mod metrics;
+mod moment;
 pub mod outbox;
 #[cfg(feature = "logging")]
 pub mod process;

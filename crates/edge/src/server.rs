@@ -203,17 +203,24 @@ impl Edge {
             .max_connections_per_ip
             .get_or_insert((budget / 4).max(1));
         let shutdown = CancellationToken::new();
-        let gate = Arc::new(
-            Gate::new(
-                budget,
-                per_address,
-                access
-                    .max_tls_handshakes_per_ip
-                    .unwrap_or(TLS_HANDSHAKES_PER_ADDRESS),
-                access.trusted_proxies.clone(),
-            )
-            .stopping_with(&shutdown),
-        );
+        let gate = Arc::new(Gate::new(
+            budget,
+            per_address,
+            access
+                .max_tls_handshakes_per_ip
+                .unwrap_or(TLS_HANDSHAKES_PER_ADDRESS),
+            access.trusted_proxies.clone(),
+        ));
+        // Whoever cancels the shutdown token (this server, or an embedder
+        // through `shutdown_token`), every connection is asked to leave.
+        let gate_of_shutdown = Arc::downgrade(&gate);
+        let shutting_down = shutdown.clone();
+        tokio::spawn(async move {
+            shutting_down.cancelled().await;
+            if let Some(gate) = gate_of_shutdown.upgrade() {
+                gate.shut_down();
+            }
+        });
         let websockets = WebSockets {
             admission: Arc::new(Admission::new(access)),
             metrics: EdgeMetrics::default(),
@@ -417,7 +424,7 @@ async fn accept_loop(mut edge: Edge, router: Router) {
         let edge = Arc::clone(&edge);
         let router = router.clone();
         edge.websockets.sessions.clone().spawn(async move {
-            serve_connection(&edge, router, stream, peer, Arc::new(place)).await;
+            serve_connection(&edge, router, stream, peer, place).await;
         });
     }
 }
@@ -494,7 +501,7 @@ async fn serve_connection(
                     }
                 },
                 // Also on shutdown, which the branch above takes first.
-                _ = place.evicted() => return,
+                _ = place.left() => return,
             }
         }
     };
@@ -529,7 +536,7 @@ async fn serve_connection(
                 debug!(%peer, %error, "HTTP connection ended");
             }
         }
-        _ = place.evicted() => {
+        _ = place.left() => {
             debug!(%peer, "HTTP connection evicted to make room");
         }
     }

@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -32,7 +33,7 @@ use tracing::{debug, info};
 use tungstenite::handshake::derive_accept_key;
 
 use crate::admission::{Admission, Refusal, Ticket};
-use crate::gate::Place;
+use crate::gate::{Leave, Place};
 use crate::metrics::EdgeMetrics;
 
 /// The upgraded byte stream of a WebSocket.
@@ -114,7 +115,7 @@ pub struct Control {
 /// What ends a session from outside, and the join deadline.
 #[derive(Debug)]
 struct Stop {
-    shutdown: CancellationToken,
+    /// Also how the gate asks the session to leave (shutdown, eviction).
     place: Arc<Place>,
     /// Held for the connection's life: its place in the WebSocket counts.
     _ticket: Ticket,
@@ -136,7 +137,7 @@ impl Control {
         };
         tokio::select! {
             biased;
-            reason = self.stopped_from_outside() => reason,
+            reason = std::future::poll_fn(|cx| self.poll_left(cx)) => reason,
             _ = deadline => {
                 self.missed_join_deadline();
                 StopReason::JoinDeadline
@@ -156,21 +157,14 @@ impl Control {
         Earn(Arc::clone(&self.stop.place))
     }
 
-    /// Resolves on shutdown or eviction (not the join deadline: see
-    /// [`join_deadline`](Self::join_deadline)); owns what it needs, so it can
-    /// be kept beside the control.
-    pub fn stopped_from_outside(&self) -> impl Future<Output = StopReason> + Send + 'static {
-        let shutdown = self.stop.shutdown.clone();
-        // One signal for both: the place's is also cancelled by shutdown.
-        let stopped = self.stop.place.stopped();
-        async move {
-            stopped.await;
-            if shutdown.is_cancelled() {
-                StopReason::Shutdown
-            } else {
-                StopReason::Evicted
-            }
-        }
+    /// Ready on shutdown or eviction (not the join deadline: see
+    /// [`join_deadline`](Self::join_deadline)), for a session that polls
+    /// by hand; it wakes the task that polled it last.
+    pub fn poll_left(&self, cx: &mut Context<'_>) -> Poll<StopReason> {
+        self.stop.place.poll_leave(cx).map(|leave| match leave {
+            Leave::ShutDown => StopReason::Shutdown,
+            Leave::Evicted => StopReason::Evicted,
+        })
     }
 
     /// When the join deadline ends the session, unless the client has
@@ -287,7 +281,6 @@ impl WebSockets {
             },
         );
         let stop = Stop {
-            shutdown: self.shutdown.clone(),
             place: peer.place,
             _ticket: ticket,
             join_by: Instant::now() + self.join_deadline,
