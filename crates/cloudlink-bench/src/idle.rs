@@ -3,9 +3,11 @@
 //!
 //! Each client connects, does the CL4 handshake and `setid` (so the server
 //! holds its username and lists it in `default`), and then only reads. The
-//! server's resident memory is read from `/proc` before the first client and
-//! again once the server has gone quiet after the last `setid`, and the
-//! difference is divided by the clients identified.
+//! server's resident memory is read from `/proc` before the first client, once
+//! the server has gone quiet after the first half of the clients, and again
+//! after the second half: the difference from the start divided by the
+//! clients identified is the whole cost per client, the growth over the
+//! second half divided by its clients what one more client costs.
 //!
 //! Identifying is quadratic by protocol: every `setid` sends `ulist add` to all
 //! members of `default` and a full `ulist set` to the newcomer, so 1,000
@@ -57,6 +59,13 @@ struct Shared {
 
 /// Connects `clients` clients (at most `concurrency` at once), each doing the
 /// CL4 handshake and, if `identify`, `setid`, and computes the figures.
+///
+/// They come in two halves, with the server's memory read once it is quiet
+/// after each: the whole growth per client (`kb_per_client`) includes what
+/// the server allocates once for its first clients (its tables' first
+/// sizes, the allocator's first pages for each size of record); the growth
+/// over the second half per client of it (`kb_per_further_client`) is what
+/// one more client costs a server that already has some.
 pub async fn run(
     server: &mut ServerProc,
     clients: usize,
@@ -69,8 +78,14 @@ pub async fn run(
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let cpu = CpuMeter::start(server.pid);
     let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|i| {
+    let half = clients / 2;
+    let mut tasks = Vec::with_capacity(clients);
+    let mut settle_secs = 0.0;
+    let mut quiet = true;
+    let mut rss_half = rss_before;
+    let mut identified_half = 0;
+    for (from, to) in [(0, half), (half, clients)] {
+        tasks.extend((from..to).map(|i| {
             tokio::spawn(idle_client(
                 i,
                 server.addr,
@@ -79,30 +94,23 @@ pub async fn run(
                 Arc::clone(&shared),
                 Arc::clone(&gate),
             ))
-        })
-        .collect();
-    let n = clients as u64;
-    while shared.identified.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) < n
-        && started.elapsed() < ALL_IDENTIFIED_TIMEOUT
-    {
-        sleep(Duration::from_millis(10)).await;
+        }));
+        let n = to as u64;
+        while shared.identified.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) < n
+            && started.elapsed() < ALL_IDENTIFIED_TIMEOUT
+        {
+            sleep(Duration::from_millis(10)).await;
+        }
+        let quiet_since = Instant::now();
+        quiet &= wait_until_quiet(server.pid).await;
+        settle_secs += quiet_since.elapsed().as_secs_f64();
+        if to == half {
+            rss_half = procstat::rss_kib(server.pid);
+            identified_half = shared.identified.load(Ordering::Relaxed);
+        }
     }
-    let identify_secs = started.elapsed().as_secs_f64();
+    let identify_secs = started.elapsed().as_secs_f64() - settle_secs;
     let (identify_cpu, _) = cpu.percent();
-
-    let quiet_since = Instant::now();
-    let mut quiet_in_a_row = 0;
-    while quiet_in_a_row < 2 && quiet_since.elapsed() < QUIET_TIMEOUT {
-        let meter = CpuMeter::start(server.pid);
-        sleep(Duration::from_millis(500)).await;
-        let (busy, _) = meter.percent();
-        quiet_in_a_row = if busy < QUIET_CPU {
-            quiet_in_a_row + 1
-        } else {
-            0
-        };
-    }
-    let settle_secs = quiet_since.elapsed().as_secs_f64();
     let rss_after = procstat::rss_kib(server.pid);
     let identified = shared.identified.load(Ordering::Relaxed);
     let crashed = server.exited();
@@ -112,11 +120,12 @@ pub async fn run(
     }
     let _ = timeout(WIND_DOWN, futures_util::future::join_all(tasks)).await;
 
+    let n = clients as u64;
     let failed = shared.failed.load(Ordering::Relaxed);
     if let Some(error) = shared.first_error.lock().unwrap().take() {
         eprintln!("  note: {failed} of {n} clients failed to identify; first error: {error}");
     }
-    if quiet_in_a_row < 2 {
+    if !quiet {
         eprintln!("  note: the server was still busy {QUIET_TIMEOUT:?} after the last setid");
     }
     if crashed {
@@ -132,13 +141,37 @@ pub async fn run(
     f.insert("identify_cpu", identify_cpu);
     f.insert("settle_s", settle_secs);
     f.insert("rss_before_mib", rss_before as f64 / 1024.0);
+    f.insert("rss_half_mib", rss_half as f64 / 1024.0);
     f.insert("rss_after_mib", rss_after as f64 / 1024.0);
+    // KiB → KB (1,000 bytes), the unit of the goals.
     if identified > 0 {
-        // KiB → KB (1,000 bytes), the unit of the goal.
         let kb = (rss_after as f64 - rss_before as f64) * 1.024 / identified as f64;
         f.insert("kb_per_client", kb);
     }
+    if identified > identified_half {
+        let further = (identified - identified_half) as f64;
+        let kb = (rss_after as f64 - rss_half as f64) * 1.024 / further;
+        f.insert("kb_per_further_client", kb);
+    }
     Ok(f)
+}
+
+/// Waits until the server has used under [`QUIET_CPU`] for two half-seconds
+/// in a row; `false` if it was still busy after [`QUIET_TIMEOUT`].
+async fn wait_until_quiet(pid: u32) -> bool {
+    let since = Instant::now();
+    let mut quiet_in_a_row = 0;
+    while quiet_in_a_row < 2 && since.elapsed() < QUIET_TIMEOUT {
+        let meter = CpuMeter::start(pid);
+        sleep(Duration::from_millis(500)).await;
+        let (busy, _) = meter.percent();
+        quiet_in_a_row = if busy < QUIET_CPU {
+            quiet_in_a_row + 1
+        } else {
+            0
+        };
+    }
+    quiet_in_a_row >= 2
 }
 
 /// One client: connect, handshake and maybe identify (at most `gate`'s permits

@@ -300,7 +300,14 @@ async fn idle_memory(
     }
     let name = format!("idle, {clients} {kind} clients");
     report.row(&name, "server KB per idle client", &pair, "kb_per_client");
+    report.row(
+        &name,
+        "server KB per further idle client (second half)",
+        &pair,
+        "kb_per_further_client",
+    );
     report.row(&name, "server RSS MiB before", &pair, "rss_before_mib");
+    report.row(&name, "server RSS MiB at half", &pair, "rss_half_mib");
     report.row(&name, "server RSS MiB after", &pair, "rss_after_mib");
     report.row(&name, "clients ready/s", &pair, "identified_per_s");
     report.row(&name, "server CPU % (connecting)", &pair, "identify_cpu");
@@ -319,6 +326,12 @@ async fn idle_memory(
             &format!("KB per idle Scratch client ({clients})"),
             &pair,
             "kb_per_client",
+            2.0,
+        );
+        report.goal_at_most(
+            &format!("KB per further idle Scratch client ({clients})"),
+            &pair,
+            "kb_per_further_client",
             2.0,
         );
     }
