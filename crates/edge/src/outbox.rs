@@ -117,12 +117,20 @@ struct Queued {
     frame: Frame,
 }
 
+/// How the connection was asked to end; one field for both kinds keeps every
+/// outbox a size class smaller.
+#[derive(Debug)]
+enum End {
+    /// Stop writing and send this close.
+    Now(CloseRequest),
+    /// Close once the frames queued before it have gone out.
+    AfterQueued(CloseRequest),
+}
+
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Queued>,
-    close: Option<CloseRequest>,
-    /// A close that waits until the frames queued before it have gone out.
-    finish: Option<CloseRequest>,
+    end: Option<End>,
     /// Chat lines of the server this connection watches.
     feed: Option<Arc<Feed>>,
     /// The writer's task, registered while it waits for work.
@@ -142,7 +150,8 @@ pub enum Next {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    capacity: usize,
+    /// (A `u32`: it shares a word with the flags below.)
+    capacity: u32,
     /// Feed position this connection has copied up to. Only changed under the
     /// state lock; read without it by the hub to count lines a client missed.
     cursor: AtomicU64,
@@ -165,7 +174,7 @@ impl Outbox {
     pub fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            capacity: capacity.max(1),
+            capacity: u32::try_from(capacity).unwrap_or(u32::MAX).max(1),
             cursor: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             merge: None,
@@ -222,7 +231,7 @@ impl Outbox {
 
     fn push_with(&self, frame: Frame, snapshot: Option<impl FnOnce() -> Frame>) -> Pushed {
         let mut state = self.state();
-        if state.close.is_some() || state.finish.is_some() {
+        if state.end.is_some() {
             return Pushed::Dropped;
         }
         // The writer empties the whole queue each time it wakes, so only a push
@@ -230,7 +239,7 @@ impl Outbox {
         // broadcast pushes into thousands of outboxes.
         let wake = state.queue.is_empty();
         let after = state.feed.as_ref().map_or(0, |feed| feed.head());
-        let outcome = if state.queue.len() < self.capacity {
+        let outcome = if state.queue.len() < self.capacity as usize {
             state.queue.push_back(Queued { after, frame });
             Pushed::Queued
         } else if let Some(slot) = same_key_slot(&state.queue, &frame.urgency) {
@@ -244,7 +253,7 @@ impl Outbox {
             state
                 .queue
                 .retain(|q| matches!(q.frame.urgency, Urgency::Essential));
-            if state.queue.len() < self.capacity {
+            if state.queue.len() < self.capacity as usize {
                 state.queue.push_back(Queued {
                     after,
                     frame: snapshot(),
@@ -265,10 +274,10 @@ impl Outbox {
     /// Gives up on a client whose queue holds nothing that could make room.
     fn overflow(&self, state: &mut State) -> Pushed {
         state.queue.clear();
-        state.close = Some(CloseRequest::new(
+        state.end = Some(End::Now(CloseRequest::new(
             CLOSE_TOO_SLOW,
             "too slow: fell behind the broadcasts",
-        ));
+        )));
         Pushed::Overflowed
     }
 
@@ -304,11 +313,12 @@ impl Outbox {
         }
     }
 
-    /// Asks the writer to stop; the first request wins.
+    /// Asks the writer to stop; the first request wins (over a
+    /// [`finish`](Self::finish) too).
     pub fn close(&self, request: CloseRequest) {
         let mut state = self.state();
-        if state.close.is_none() {
-            state.close = Some(request);
+        if !matches!(state.end, Some(End::Now(_))) {
+            state.end = Some(End::Now(request));
         }
         wake_writer(state);
     }
@@ -318,8 +328,8 @@ impl Outbox {
     /// the close). An immediate [`close`](Self::close) still overrides it.
     pub fn finish(&self, request: CloseRequest) {
         let mut state = self.state();
-        if state.close.is_none() && state.finish.is_none() {
-            state.finish = Some(request);
+        if state.end.is_none() {
+            state.end = Some(End::AfterQueued(request));
         }
         wake_writer(state);
     }
@@ -338,7 +348,7 @@ impl Outbox {
     pub fn poll_next(&self, cx: &mut Context<'_>, out: &mut Vec<u8>) -> Poll<Next> {
         let mut state = self.state();
         self.parked.store(false, Ordering::Relaxed);
-        if let Some(close) = &state.close {
+        if let Some(End::Now(close)) = &state.end {
             return Poll::Ready(Next::Close(close.clone()));
         }
         let cursor = self.cursor.load(Ordering::Relaxed);
@@ -346,7 +356,7 @@ impl Outbox {
         if !state.queue.is_empty() || unread(&state) {
             return Poll::Ready(Next::Frames(self.take(&mut state, out)));
         }
-        if let Some(finish) = &state.finish {
+        if let Some(End::AfterQueued(finish)) = &state.end {
             return Poll::Ready(Next::Close(finish.clone()));
         }
         if !state
