@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use axum::http::HeaderMap;
 use edge::outbox::{CloseRequest, Frame, Outbox, Pushed, Urgency};
 use serde::Serialize;
+use uuid::Uuid;
 
 /// Which of the two protocols a connection speaks, fixed by its first message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,10 +61,12 @@ pub struct Client(Arc<Inner>);
 struct Inner {
     /// Key in the registry, in connection order.
     key: u64,
-    /// Decimal Snowflake, shown to clients as `id`.
-    snowflake: Arc<str>,
-    /// Lower-case hyphenated UUIDv4, shown to clients as `uuid`.
-    uuid: Arc<str>,
+    /// Snowflake, shown to clients as `id` (decimal text). Both IDs are kept
+    /// as numbers and written out when sent: as text they were two more
+    /// allocations, about 110 bytes in every idle client.
+    snowflake: u64,
+    /// UUIDv4, shown to clients as `uuid` (lower-case, hyphenated).
+    uuid: Uuid,
     peer: ClientInfo,
     username: OnceLock<Arc<str>>,
     protocol: OnceLock<Protocol>,
@@ -99,15 +102,15 @@ impl Eq for Client {}
 impl Client {
     pub(crate) fn new(
         key: u64,
-        snowflake: String,
-        uuid: String,
+        snowflake: u64,
+        uuid: Uuid,
         peer: ClientInfo,
         outbox: Arc<Outbox>,
     ) -> Self {
         Client(Arc::new(Inner {
             key,
-            snowflake: snowflake.into(),
-            uuid: uuid.into(),
+            snowflake,
+            uuid,
             peer,
             username: OnceLock::new(),
             protocol: OnceLock::new(),
@@ -130,24 +133,15 @@ impl Client {
         self.0.key
     }
 
-    /// The Snowflake ID, a decimal string (CL4's `id`).
-    pub fn snowflake(&self) -> &str {
-        &self.0.snowflake
+    /// The Snowflake ID (CL4's `id`, sent as decimal text).
+    pub fn snowflake(&self) -> u64 {
+        self.0.snowflake
     }
 
-    /// The UUIDv4, lower-case and hyphenated (CL4's `uuid`).
-    pub fn uuid(&self) -> &str {
-        &self.0.uuid
-    }
-
-    /// The UUID, shared rather than copied (for the registry's index).
-    pub(crate) fn shared_uuid(&self) -> Arc<str> {
-        Arc::clone(&self.0.uuid)
-    }
-
-    /// The Snowflake, shared rather than copied (for the registry's index).
-    pub(crate) fn shared_snowflake(&self) -> Arc<str> {
-        Arc::clone(&self.0.snowflake)
+    /// The UUIDv4 (CL4's `uuid`, sent lower-case and hyphenated, as its
+    /// `Display` writes it).
+    pub fn uuid(&self) -> Uuid {
+        self.0.uuid
     }
 
     /// The username, shared rather than copied (for the registry's index).
@@ -230,7 +224,9 @@ impl Client {
 ///
 /// ```
 /// # use cloudlink::UserObject;
-/// let unnamed = UserObject { id: "7530144689341767680", username: None, uuid: "ff5ff0bf-5ce3-4617-a735-657c388d181a" };
+/// # use cloudlink::Uuid;
+/// let uuid = Uuid::parse_str("ff5ff0bf-5ce3-4617-a735-657c388d181a").unwrap();
+/// let unnamed = UserObject { id: 7530144689341767680, username: None, uuid };
 /// assert_eq!(
 ///     serde_json::to_string(&unnamed).unwrap(),
 ///     r#"{"id":"7530144689341767680","uuid":"ff5ff0bf-5ce3-4617-a735-657c388d181a"}"#
@@ -238,11 +234,65 @@ impl Client {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct UserObject<'a> {
-    /// The Snowflake.
-    pub id: &'a str,
+    /// The Snowflake (sent as decimal text, as 0.2.0 does).
+    #[serde(serialize_with = "as_text")]
+    pub id: u64,
     /// Present once set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<&'a str>,
-    /// The UUID.
-    pub uuid: &'a str,
+    /// The UUID (sent lower-case and hyphenated).
+    #[serde(serialize_with = "as_text")]
+    pub uuid: Uuid,
+}
+
+/// Writes a value as its `Display` text.
+fn as_text<T: fmt::Display, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// The Snowflake `text` names, if it is one as clients see them: decimal
+/// digits with no sign and no leading zero.
+pub(crate) fn snowflake_in(text: &str) -> Option<u64> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+/// The UUID `text` names, if it is one as clients see them: lower-case and
+/// hyphenated.
+pub(crate) fn uuid_in(text: &str) -> Option<Uuid> {
+    let uuid = Uuid::try_parse(text).ok()?;
+    let mut buffer = Uuid::encode_buffer();
+    (uuid.hyphenated().encode_lower(&mut buffer) == text).then_some(uuid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_found_only_as_clients_see_them() {
+        assert_eq!(
+            snowflake_in("7530144689341767680"),
+            Some(7530144689341767680)
+        );
+        assert_eq!(snowflake_in("0"), Some(0));
+        for text in ["", "07", "+7", "-7", "7 ", "18446744073709551616", "x"] {
+            assert_eq!(snowflake_in(text), None, "{text:?}");
+        }
+        let text = "ff5ff0bf-5ce3-4617-a735-657c388d181a";
+        assert_eq!(uuid_in(text).map(|u| u.to_string()).as_deref(), Some(text));
+        for text in [
+            "FF5FF0BF-5CE3-4617-A735-657C388D181A",
+            "ff5ff0bf5ce34617a735657c388d181a",
+            "{ff5ff0bf-5ce3-4617-a735-657c388d181a}",
+            "",
+        ] {
+            assert_eq!(uuid_in(text), None, "{text:?}");
+        }
+    }
 }

@@ -208,8 +208,7 @@ impl CloudLink {
     pub(crate) fn new_client(&self, peer: ClientInfo, outbox: Arc<Outbox>) -> Client {
         let key = self.0.next_key.fetch_add(1, Ordering::Relaxed);
         let snowflake: u64 = self.0.snowflakes.generate();
-        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
-        Client::new(key, snowflake.to_string(), uuid, peer, outbox)
+        Client::new(key, snowflake, uuid::Uuid::new_v4(), peer, outbox)
     }
 
     /// Registers a client unless the server is full.

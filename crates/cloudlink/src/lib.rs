@@ -80,3 +80,5 @@ pub use host_rules::{HostRuleFiles, HostRules};
 pub use server::{AccessRules, Deadlines, RunningServer, Server, ServerBuilder, StartError};
 pub use settings::{SERVER_VERSION, ValueRule};
 pub use store::{StoreError, VariableStore};
+/// The type of [`Client::uuid`].
+pub use uuid::Uuid;

@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 use serde_json::Value;
 
-use crate::client::{Client, Protocol};
+use crate::client::{Client, Protocol, snowflake_in, uuid_in};
 use crate::history::LogEntry;
 use crate::store::{Record, Stored};
+use uuid::Uuid;
 
 /// The clients and rooms; see the module doc.
 #[derive(Debug, Default)]
@@ -56,8 +57,8 @@ pub(crate) struct State {
     // The indexes share the clients' own strings rather than copying them,
     // and a name's clients are a sorted list rather than a set, whose first
     // node alone costs about 100 bytes: every idle client pays for these.
-    by_uuid: HashMap<Arc<str>, u64>,
-    by_snowflake: HashMap<Arc<str>, u64>,
+    by_uuid: HashMap<Uuid, u64>,
+    by_snowflake: HashMap<u64, u64>,
     /// Keys of the clients with each username, ascending (connection order).
     by_username: HashMap<Arc<str>, Vec<u64>>,
     rooms: HashMap<String, Room>,
@@ -124,9 +125,8 @@ impl State {
 
     /// Adds a newly connected client.
     pub fn register(&mut self, client: &Client) {
-        self.by_uuid.insert(client.shared_uuid(), client.key());
-        self.by_snowflake
-            .insert(client.shared_snowflake(), client.key());
+        self.by_uuid.insert(client.uuid(), client.key());
+        self.by_snowflake.insert(client.snowflake(), client.key());
         self.clients.insert(
             client.key(),
             Member {
@@ -143,8 +143,8 @@ impl State {
             self.unsubscribe(client, &room);
         }
         self.clients.remove(&client.key());
-        self.by_uuid.remove(client.uuid());
-        self.by_snowflake.remove(client.snowflake());
+        self.by_uuid.remove(&client.uuid());
+        self.by_snowflake.remove(&client.snowflake());
         if let Some(name) = client.username()
             && let Some(keys) = self.by_username.get_mut(name)
         {
@@ -342,13 +342,13 @@ impl State {
 
     /// The client with this UUID.
     pub fn by_uuid(&self, uuid: &str) -> Option<Client> {
-        let key = self.by_uuid.get(uuid)?;
+        let key = self.by_uuid.get(&uuid_in(uuid)?)?;
         self.clients.get(key).map(|m| m.client.clone())
     }
 
     /// The client with this Snowflake.
     pub fn by_snowflake(&self, snowflake: &str) -> Option<Client> {
-        let key = self.by_snowflake.get(snowflake)?;
+        let key = self.by_snowflake.get(&snowflake_in(snowflake)?)?;
         self.clients.get(key).map(|m| m.client.clone())
     }
 
@@ -379,8 +379,8 @@ mod tests {
         let outbox = Arc::new(edge::outbox::Outbox::new(4));
         let client = Client::new(
             key,
-            format!("{key}00"),
-            format!("uuid-{key}"),
+            key * 100,
+            Uuid::from_u128(0xfeed_u128 << 112 | u128::from(key)),
             ClientInfo::new([127, 0, 0, 1].into()),
             outbox,
         );
@@ -418,12 +418,18 @@ mod tests {
         let (a, b) = (client(1, Protocol::Cl4), client(2, Protocol::Cl4));
         state.register(&a);
         state.register(&b);
-        a.set_username("uuid-2");
+        let uuid_of_b = b.uuid().to_string();
+        a.set_username(&uuid_of_b);
         state.index_username(&a);
-        assert_eq!(state.find("uuid-2"), vec![a.clone()], "username first");
+        assert_eq!(state.find(&uuid_of_b), vec![a.clone()], "username first");
         assert_eq!(state.find("200"), vec![b.clone()]);
+        assert!(
+            state.find("0200").is_empty(),
+            "a Snowflake as clients see it"
+        );
         assert!(state.find("").is_empty());
         state.unregister(&a);
-        assert_eq!(state.find("uuid-2"), vec![b]);
+        assert_eq!(state.find(&uuid_of_b), vec![b]);
+        assert!(state.find(&uuid_of_b.to_uppercase()).is_empty());
     }
 }

@@ -117,7 +117,7 @@ async fn welcome(driver: &mut Driver<Messages>) -> bool {
         driver.finish(writer_grace(&server)).await;
         return false;
     }
-    info!(client = %client.address(), uuid = client.uuid(), "client connected");
+    info!(client = %client.address(), uuid = %client.uuid(), "client connected");
     let event = || Event {
         server: server.clone(),
         client: client.clone(),
@@ -168,7 +168,7 @@ async fn farewell(mut driver: Driver<Messages>, ending: Ending) {
     }
     driver.finish(writer_grace(&server)).await;
     let code = close.map(|(code, _)| code);
-    info!(client = %client.address(), uuid = client.uuid(), close_code = code, "client disconnected");
+    info!(client = %client.address(), uuid = %client.uuid(), close_code = code, "client disconnected");
 }
 
 /// How long the writer may take to send what is queued and the close.
@@ -358,7 +358,7 @@ impl Session<'_> {
             self.client.batch_frames();
         }
         self.earn.earn();
-        debug!(uuid = self.client.uuid(), %protocol, "protocol identified");
+        debug!(uuid = %self.client.uuid(), %protocol, "protocol identified");
         if protocol == Protocol::Cl4 {
             let mut state = self.server.registry().lock();
             cl4::rooms::identified(&mut state, self.client);

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::cl4::status::StatusCode;
 use crate::cl4::wire::{Packet, Val};
 use crate::cl4::{Request, bad_rooms, room_names};
-use crate::client::Client;
+use crate::client::{Client, snowflake_in, uuid_in};
 use crate::pytext;
 use crate::registry::State;
 
@@ -108,16 +108,23 @@ fn matching<'a>(members: &'a BTreeMap<u64, Client>, id: &Value) -> Vec<&'a Clien
             if named.is_empty() {
                 let by_id = members
                     .values()
-                    .find(|c| c.uuid() == query)
-                    .or_else(|| members.values().find(|c| c.snowflake() == query));
+                    .find(|c| uuid_in(query) == Some(c.uuid()))
+                    .or_else(|| {
+                        members
+                            .values()
+                            .find(|c| snowflake_in(query) == Some(c.snowflake()))
+                    });
                 by_id.into_iter().for_each(&mut add);
             } else {
                 named.into_iter().for_each(&mut add);
             }
         }
         Value::Object(user) => {
-            let snowflake = user.get("id").and_then(Value::as_str);
-            let uuid = user.get("uuid").and_then(Value::as_str);
+            let snowflake = user
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(snowflake_in);
+            let uuid = user.get("uuid").and_then(Value::as_str).and_then(uuid_in);
             members
                 .values()
                 .find(|c| Some(c.snowflake()) == snowflake || Some(c.uuid()) == uuid)
