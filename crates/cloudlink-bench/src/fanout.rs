@@ -427,19 +427,24 @@ async fn send(
 ) -> anyhow::Result<()> {
     let (mut sink, mut stream) = ws.split();
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
-    let mut ticks = rate.map(|r| {
-        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
-        // A late tick is not made up for with a burst: the offered rate stays even.
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
+    let period = rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    // When the next message is due. The timer wakes at most once a
+    // millisecond, so each wake sends every message that is due by then:
+    // an interval of one message per tick could not offer more than about
+    // 1,000 a second. A sender held up for longer than two periods (by the
+    // window, or the machine) starts afresh rather than catching up in a
+    // burst, so that the offered rate stays even.
+    let mut due = tokio::time::Instant::now();
     let mut seq = 0u64;
     let result = async {
         while !shared.stop.load(Ordering::Relaxed) {
-            if let Some(t) = ticks.as_mut()
-                && timeout(Duration::from_millis(100), t.tick()).await.is_err()
-            {
-                continue;
+            if let Some(period) = period {
+                let now = tokio::time::Instant::now();
+                if due > now {
+                    tokio::time::sleep_until(due.min(now + Duration::from_millis(100))).await;
+                    continue;
+                }
+                due = if now > due + period * 2 { now } else { due } + period;
             }
             if seq >= shared.acked.load(Ordering::Relaxed) + window.max(1) {
                 // Bounded wait, so that a server that stops answering cannot hang the sender.
