@@ -490,7 +490,7 @@ impl Hub {
             .expect("load returns with the server in the map");
         guild.name.clone_from(&info.name);
         outbox.push(join_frame(guild, requested));
-        outbox.follow(Arc::clone(&guild.feed));
+        outbox.follow(guild.feed.clone());
         guild.watchers.insert(
             connection,
             Watcher {

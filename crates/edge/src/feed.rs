@@ -79,6 +79,16 @@ impl Feed {
     }
 }
 
+impl crate::source::Source for Feed {
+    fn head(&self) -> u64 {
+        Feed::head(self)
+    }
+
+    fn copy_into(&self, cursor: &mut u64, until: u64, deflate: bool, out: &mut Vec<u8>) -> usize {
+        self.lines().copy_into(cursor, until, deflate, out)
+    }
+}
+
 impl Ring {
     /// Appends to `out` every line from `*cursor` up to (not including)
     /// position `until`, advances the cursor, and returns how many lines were

@@ -17,6 +17,8 @@
 //!   socket, which degrades (drop, collapse, resynchronise) instead of growing;
 //! - [`feed`]: a shared ring of broadcast frames that every watcher's writer
 //!   copies from, for the frames a lagging client may miss;
+//! - [`source`]: what an outbox can follow besides its own queue (a feed, or a
+//!   protocol's table of the newest frame per key);
 //! - [`writer`]: the task that drains an outbox to its socket, pings, and
 //!   drops a client that stops reading;
 //! - [`rate`]: a client's allowance of frames per second;
@@ -42,6 +44,7 @@ pub mod outbox;
 pub mod process;
 pub mod rate;
 mod server;
+pub mod source;
 mod tls;
 pub mod values;
 mod websocket;

@@ -7,8 +7,9 @@
 //!
 //! - frames for this client alone or for one user (`server-join`, errors, a
 //!   user's presence), queued here;
-//! - chat lines, which stay in the watched server's shared [`Feed`]; the outbox
-//!   only remembers how far this client has read it.
+//! - chat lines, which stay in the watched server's shared [`Feed`](crate::feed::Feed) (or any
+//!   other shared [`Source`]); the outbox only remembers how far this client
+//!   has read it.
 //!
 //! When a browser cannot keep up, this degrades in a way the client survives:
 //! chat lines it lags behind on are overwritten in the feed and never sent; a
@@ -37,7 +38,9 @@ use crate::ws::Wire;
 use bytes::Bytes;
 use std::task::{Context, Poll, Waker};
 
+#[cfg(test)]
 use crate::feed::Feed;
+use crate::source::Source;
 
 /// Close code sent to a client that fell too far behind (RFC 6455 "Try Again Later").
 pub const CLOSE_TOO_SLOW: u16 = 1013;
@@ -131,8 +134,9 @@ enum End {
 struct State {
     queue: VecDeque<Queued>,
     end: Option<End>,
-    /// Chat lines of the server this connection watches.
-    feed: Option<Arc<Feed>>,
+    /// The shared frames this connection follows (chat lines of the server
+    /// it watches, say).
+    feed: Option<Arc<dyn Source>>,
     /// The writer's task, registered while it waits for work.
     waker: Option<Waker>,
 }
@@ -281,9 +285,9 @@ impl Outbox {
         Pushed::Overflowed
     }
 
-    /// Starts sending `feed`'s chat lines from its current end on; what is
+    /// Starts sending `feed`'s frames from its current end on; what is
     /// already queued goes out before any of them.
-    pub fn follow(&self, feed: Arc<Feed>) {
+    pub fn follow(&self, feed: Arc<dyn Source>) {
         let mut state = self.state();
         for queued in &mut state.queue {
             queued.after = 0;
@@ -377,25 +381,25 @@ impl Outbox {
     }
 
     /// Copies the queue and the unread feed lines into `out`, interleaved by
-    /// position. The state lock keeps the hub from queueing meanwhile, and the
-    /// feed's read lock keeps it from publishing, so nothing can slip between.
+    /// position. The state lock keeps the hub from queueing meanwhile; a line
+    /// published while this copies has a position past every queued frame's,
+    /// so it rightly goes after them.
     fn take(&self, state: &mut State, out: &mut Vec<u8>) -> usize {
         let mut cursor = self.cursor.load(Ordering::Relaxed);
         if self.is_batching() {
             keep_latest_of_each_key(&mut state.queue);
         }
         let mut frames = state.queue.len();
-        let lines = state.feed.as_ref().map(|feed| feed.lines());
+        let feed = state.feed.as_deref();
         for queued in state.queue.drain(..) {
-            if let Some(lines) = &lines {
-                frames += lines.copy_into(&mut cursor, queued.after, self.deflate, out);
+            if let Some(feed) = feed {
+                frames += feed.copy_into(&mut cursor, queued.after, self.deflate, out);
             }
             out.extend_from_slice(queued.frame.wire.for_client(self.deflate));
         }
-        if let Some(lines) = &lines {
-            frames += lines.copy_into(&mut cursor, u64::MAX, self.deflate, out);
+        if let Some(feed) = feed {
+            frames += feed.copy_into(&mut cursor, u64::MAX, self.deflate, out);
         }
-        drop(lines);
         self.cursor.store(cursor, Ordering::Relaxed);
         // Most connections sit idle after a few frames: they should not keep
         // the queue's allocation, and a busy one gets it back in one call.
@@ -499,7 +503,7 @@ mod tests {
         let feed = Arc::new(Feed::new(8));
         line(&feed, "-");
         outbox.push(essential("J"));
-        outbox.follow(Arc::clone(&feed));
+        outbox.follow(feed.clone());
         line(&feed, "a");
         outbox.push(presence("1", "P"));
         line(&feed, "b");
@@ -518,7 +522,7 @@ mod tests {
     async fn a_new_line_wakes_a_waiting_writer() {
         let outbox = Arc::new(Outbox::new(4));
         let feed = Arc::new(Feed::new(4));
-        outbox.follow(Arc::clone(&feed));
+        outbox.follow(feed.clone());
         let writer = {
             let outbox = Arc::clone(&outbox);
             tokio::spawn(async move { drain(&outbox).await })
@@ -533,7 +537,7 @@ mod tests {
     async fn a_lagging_client_misses_overwritten_lines_only() {
         let outbox = Outbox::new(4);
         let feed = Arc::new(Feed::new(2));
-        outbox.follow(Arc::clone(&feed));
+        outbox.follow(feed.clone());
         line(&feed, "a");
         assert!(outbox.missed(0));
         line(&feed, "b");
