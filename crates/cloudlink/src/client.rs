@@ -206,6 +206,21 @@ impl Client {
         )
     }
 
+    /// From now on also sends what `source` publishes, after what is queued.
+    pub(crate) fn follow(&self, source: Arc<dyn edge::source::Source>) {
+        self.0.outbox.follow(source);
+    }
+
+    /// Whether this client has not yet copied what it follows at `position`.
+    pub(crate) fn missed(&self, position: u64) -> bool {
+        self.0.outbox.missed(position)
+    }
+
+    /// Wakes the writer if it waits for work, after something it follows changed.
+    pub(crate) fn nudge(&self) {
+        self.0.outbox.nudge();
+    }
+
     /// Queues a frame that must arrive.
     pub(crate) fn push_wire(&self, wire: edge::ws::Wire) -> bool {
         self.push(Frame {

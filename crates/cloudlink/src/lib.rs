@@ -60,6 +60,7 @@ mod extension;
 mod handle;
 pub mod history;
 mod host_rules;
+mod latest;
 mod metrics;
 mod pytext;
 mod registry;

@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use crate::client::{Client, Protocol, snowflake_in, uuid_in};
 use crate::history::LogEntry;
+use crate::latest::LatestSets;
 use crate::store::{Record, Stored};
 use uuid::Uuid;
 
@@ -92,6 +93,9 @@ pub(crate) struct Room {
     pub generation: u64,
     /// Its last changes, oldest first (see [`crate::history`]).
     pub log: VecDeque<LogEntry>,
+    /// While the host batches and someone is in it: each variable's newest
+    /// `set`, which the Scratch members follow (see [`crate::latest`]).
+    pub latest: Option<Arc<LatestSets>>,
     /// When its last member left, for a room kept for the store.
     emptied: Option<Instant>,
 }
@@ -317,6 +321,10 @@ impl State {
         if let Some(entry) = self.rooms.get_mut(room) {
             entry.cl4.remove(&client.key());
             entry.scratch.remove(&client.key());
+            if entry.scratch.is_empty() {
+                // Nobody follows it any more; a stored room keeps only its values.
+                entry.latest = None;
+            }
             if entry.is_empty() {
                 let owes_store =
                     self.durable && (!entry.variables.is_empty() || self.dirty.contains(room));

@@ -303,7 +303,7 @@ async fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Va
         state.index_username(client);
     }
     state.subscribe(client, &room);
-    if let Some(room) = state.room(&room) {
+    if let Some(room) = state.room_mut(&room) {
         for (name, value) in &room.variables {
             let update = Update {
                 method: "set",
@@ -312,6 +312,12 @@ async fn handshake(server: &CloudLink, client: &Client, message: &Map<String, Va
                 new_name: None,
             };
             client.push_wire(update.wire());
+        }
+        // A batched member reads sets from the room's table from here on,
+        // after the values above (see `crate::latest`).
+        if settings.writer.batch.is_some() {
+            let latest = room.latest.get_or_insert_with(Default::default);
+            client.follow(Arc::clone(latest) as Arc<dyn edge::source::Source>);
         }
     }
     Flow::Continue
@@ -524,11 +530,11 @@ pub(crate) fn apply(
     change: &Change<'_>,
 ) -> Applied {
     let Change {
-        user,
         method,
         name,
         value,
         new_name,
+        ..
     } = *change;
     if let Some(max) = too_many(server, state, room_id, change) {
         return Applied::TooManyVariables(max);
@@ -543,17 +549,28 @@ pub(crate) fn apply(
                 return Applied::Unchanged;
             }
             room.variables.insert(name.to_owned(), value.clone());
-            let key = format!("set\0{room_id}\0{}\0{name}", room.generation);
             let update = Update {
                 method: "set",
                 name,
                 value: Some(value),
                 new_name: None,
             };
+            if let Some(latest) = &room.latest {
+                // Batched: one table write, whatever the number of members.
+                latest.set(name, update.wire());
+                for member in room.scratch.values() {
+                    member.nudge();
+                }
+                return applied(server, state, room_id, change);
+            }
+            let key = format!("set\0{room_id}\0{}\0{name}", room.generation);
             (update.wire(), Urgency::Collapsible(Arc::from(key)))
         }
         ("create", Some(value), _) => {
             room.variables.insert(name.to_owned(), value.clone());
+            if let Some(latest) = &room.latest {
+                latest.forget(name);
+            }
             let update = Update {
                 method: "create",
                 name,
@@ -569,6 +586,16 @@ pub(crate) fn apply(
                 .unwrap_or_else(|| Value::String(String::new()));
             room.variables.insert(new_name.to_owned(), value);
             room.generation += 1;
+            if let Some((position, set)) = room
+                .latest
+                .as_ref()
+                .and_then(|latest| latest.rename(name, new_name))
+            {
+                // Whoever has not read the old name's last set gets it first.
+                for member in room.scratch.values().filter(|m| m.missed(position)) {
+                    member.push_wire(set.clone());
+                }
+            }
             let update = Update {
                 method: "rename",
                 name,
@@ -582,6 +609,9 @@ pub(crate) fn apply(
                 return Applied::Unchanged;
             }
             room.generation += 1;
+            if let Some(latest) = &room.latest {
+                latest.forget(name);
+            }
             let update = Update {
                 method: "delete",
                 name,
@@ -598,9 +628,29 @@ pub(crate) fn apply(
             wire: update.clone(),
         });
     }
+    applied(server, state, room_id, change)
+}
+
+/// What follows every change [`apply`] broadcast: its log entry, the store's
+/// note that the room changed, and the count.
+fn applied(
+    server: &CloudLink,
+    state: &mut crate::registry::State,
+    room_id: &str,
+    change: &Change<'_>,
+) -> Applied {
+    let Change {
+        user,
+        method,
+        name,
+        value,
+        new_name,
+    } = *change;
     // Not even made without a log: this runs for every set.
     let keep = server.settings().history;
-    if keep > 0 {
+    if keep > 0
+        && let Some(room) = state.room_mut(room_id)
+    {
         let entry = LogEntry::now(user, method, name, value, new_name);
         history::record(&mut room.log, entry, keep);
     }

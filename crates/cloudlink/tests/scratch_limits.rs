@@ -280,3 +280,108 @@ async fn a_variable_name_over_1024_characters_is_dropped_and_counted() {
         "{page}"
     );
 }
+
+/// Applies one frame (messages joined by newlines) to what a client believes
+/// the project's variables are; returns whether `done` was set in it.
+fn believe(frame: common::Got, variables: &mut std::collections::BTreeMap<String, Value>) -> bool {
+    let text = match frame {
+        common::Got::Json(value) => value.to_string(),
+        common::Got::Text(text) => text,
+        other => panic!("expected messages, got {other:?}"),
+    };
+    let mut done = false;
+    for line in text.lines() {
+        let message: Value = serde_json::from_str(line).expect("each line is JSON");
+        let name = message["name"].as_str().expect("a name").to_owned();
+        match message["method"].as_str().expect("a method") {
+            "set" | "create" => {
+                done |= name == "done";
+                variables.insert(name, message["value"].clone());
+            }
+            "rename" => {
+                let value = variables.remove(&name).expect("renaming a known variable");
+                variables.insert(message["new_name"].as_str().unwrap().to_owned(), value);
+            }
+            // A batched member may be told to delete a variable whose only
+            // set it was spared.
+            "delete" => {
+                variables.remove(&name);
+            }
+            other => panic!("unexpected method {other}"),
+        }
+    }
+    done
+}
+
+#[tokio::test]
+async fn batched_members_end_with_every_variable_exact_through_creates_renames_and_deletes() {
+    let server = start(
+        CloudLink::builder()
+            .batch(std::time::Duration::from_millis(5))
+            .message_rate(0, 0),
+    )
+    .await;
+    let url = server.url();
+    let mut reader = Client::connect(&url, "reader").await;
+    reader.send(handshake("13", "r")).await;
+    // Reads nothing until the end: it gets each variable at its newest.
+    let mut sleeper = Client::connect(&url, "sleeper").await;
+    sleeper.send(handshake("13", "s")).await;
+    let mut writer = Client::connect(&url, "writer").await;
+    writer.send(handshake("13", "w")).await;
+
+    let reading = tokio::spawn(async move {
+        let mut seen = std::collections::BTreeMap::new();
+        while !believe(reader.next().await, &mut seen) {}
+        seen
+    });
+    let mut truth = std::collections::BTreeMap::new();
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let mut seed = 0x2545_f491_u64;
+    for n in 0..600_u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let name = names[(seed % 6) as usize];
+        let other = names[((seed >> 8) % 6) as usize];
+        let value = if n % 3 == 0 {
+            json!(format!("v{n}"))
+        } else {
+            json!(n)
+        };
+        let message = match (seed >> 16) % 20 {
+            0 if truth.contains_key(name) && name != other => {
+                let value = truth.remove(name).unwrap();
+                truth.insert(other.to_owned(), value);
+                json!({"method": "rename", "project_id": "13", "name": name, "new_name": other})
+            }
+            1 if truth.contains_key(name) => {
+                truth.remove(name);
+                json!({"method": "delete", "project_id": "13", "name": name})
+            }
+            2 => {
+                truth.insert(name.to_owned(), value.clone());
+                json!({"method": "create", "project_id": "13", "name": name, "value": value})
+            }
+            _ => {
+                truth.insert(name.to_owned(), value.clone());
+                set("13", name, value)
+            }
+        };
+        writer.send(message).await;
+    }
+    writer.send(set("13", "done", json!(1))).await;
+    truth.insert("done".to_owned(), json!(1));
+
+    assert_eq!(reading.await.unwrap(), truth, "a reading member");
+    let mut slept = std::collections::BTreeMap::new();
+    while !believe(sleeper.next().await, &mut slept) {}
+    assert_eq!(slept, truth, "a member that read only at the end");
+    let mut late = Client::connect(&url, "late").await;
+    late.send(handshake("13", "l")).await;
+    let mut joined = std::collections::BTreeMap::new();
+    while joined.len() < truth.len() {
+        believe(late.next().await, &mut joined);
+    }
+    assert_eq!(joined, truth, "a late joiner");
+}
