@@ -97,6 +97,15 @@ pub struct Cli {
     /// Messages the sender may be ahead of delivery (the bound on what a server can queue).
     #[arg(long, default_value_t = 64)]
     pub window: u64,
+    /// The window for ours in scratch-batched. Batching, it sends each
+    /// receiver one frame per period with each variable's newest value, so
+    /// with the usual window the sender could not get more than `--window`
+    /// sets ahead per period (4,000 a second at 16 ms): the benchmark's limit,
+    /// not the server's. The other server keeps `--window`: it sends every
+    /// value, so a larger window would only make it queue (its latency grows
+    /// to about the window ÷ its rate) without raising its rate.
+    #[arg(long, default_value_t = 1024)]
+    pub batched_window: u64,
     /// Messages per second the sender offers in gmsg-rate and scratch-rate
     /// (keep it below what the slower server takes, so latency is not queueing).
     #[arg(long, default_value_t = 5.0)]

@@ -91,7 +91,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<String> {
                     secs: Duration::from_secs_f64(cli.secs),
                 };
                 let what = "many projects";
-                let pair = measure(cli, &[(Target::Ours, &command)], what, async |server| {
+                let pair = measure(cli, &[(Target::Ours, &command)], what, async |_, server| {
                     rooms::run(server, &load).await
                 })
                 .await?;
@@ -116,10 +116,11 @@ pub async fn run(cli: &Cli) -> anyhow::Result<String> {
                 let command = with_store(ours, &store_dir.path().join("rooms-{run}.redb"));
                 for &rooms in &cli.idle_clients {
                     let what = "idle stored rooms";
-                    let pair = measure(cli, &[(Target::Ours, &command)], what, async |server| {
-                        idle::stored_rooms(server, rooms, cli.concurrency).await
-                    })
-                    .await?;
+                    let pair =
+                        measure(cli, &[(Target::Ours, &command)], what, async |_, server| {
+                            idle::stored_rooms(server, rooms, cli.concurrency).await
+                        })
+                        .await?;
                     let name = format!(
                         "idle, {rooms} emptied projects kept for the store (one variable each)"
                     );
@@ -169,9 +170,16 @@ pub async fn run(cli: &Cli) -> anyhow::Result<String> {
             cli.python.as_deref().unwrap_or("–")
         ),
         format!(
-            "fan-out: {} receivers + 1 sender, at most {} messages outstanding, fixed rate {}/s; \
-             {} s warm-up, {} s measured; median of {} run(s); {} clients joining at once",
-            cli.clients, cli.window, cli.rate, cli.warmup, cli.secs, cli.runs, cli.concurrency
+            "fan-out: {} receivers + 1 sender, at most {} messages outstanding (ours batched: {}), \
+             fixed rate {}/s; {} s warm-up, {} s measured; median of {} run(s); {} clients joining at once",
+            cli.clients,
+            cli.window,
+            cli.batched_window,
+            cli.rate,
+            cli.warmup,
+            cli.secs,
+            cli.runs,
+            cli.concurrency
         ),
     ];
     if cli.smoke {
@@ -211,9 +219,20 @@ async fn fan_out(
         None => "max rate".to_owned(),
         Some(r) => format!("{r} msgs/s"),
     };
-    let pair = measure(cli, targets, &format!("{what} {pace}"), async |server| {
-        fanout::run(server, &load).await
-    })
+    let pair = measure(
+        cli,
+        targets,
+        &format!("{what} {pace}"),
+        async |target, server| {
+            // Only our batching server gets the larger window: the other sends
+            // every value, and would only queue more (see `--batched-window`).
+            let mut load = load.clone();
+            if scenario == Scenario::ScratchBatched && target == Target::Ours {
+                load.window = cli.batched_window;
+            }
+            fanout::run(server, &load).await
+        },
+    )
     .await?;
     if cli.smoke {
         let everyone = [
@@ -287,7 +306,7 @@ async fn idle_memory(
         Scenario::IdleScratch => (Protocol::Scratch, "Scratch (one project)"),
         _ => (Protocol::Cl4, "handshake-only CL4"),
     };
-    let pair = measure(cli, targets, &format!("idle {kind}"), async |server| {
+    let pair = measure(cli, targets, &format!("idle {kind}"), async |_, server| {
         idle::run(server, clients, cli.concurrency, protocol, identify).await
     })
     .await?;
@@ -366,7 +385,7 @@ async fn measure(
     cli: &Cli,
     targets: &[(Target, &str)],
     what: &str,
-    mut scenario: impl AsyncFnMut(&mut ServerProc) -> anyhow::Result<Figures>,
+    mut scenario: impl AsyncFnMut(Target, &mut ServerProc) -> anyhow::Result<Figures>,
 ) -> anyhow::Result<Pair> {
     let mut runs: Vec<(Target, Vec<Figures>)> =
         targets.iter().map(|&(t, _)| (t, Vec::new())).collect();
@@ -376,7 +395,7 @@ async fn measure(
             let command = command.replace("{run}", &run.to_string());
             let mut server =
                 ServerProc::start(&command, target.label(), cli.host, &cli.logs).await?;
-            let figures = scenario(&mut server)
+            let figures = scenario(target, &mut server)
                 .await
                 .with_context(|| format!("{what} against the {} server failed", target.label()))?;
             drop(server);
