@@ -639,23 +639,17 @@ fn applied(
     room_id: &str,
     change: &Change<'_>,
 ) -> Applied {
-    let Change {
-        user,
-        method,
-        name,
-        value,
-        new_name,
-    } = *change;
     // Not even made without a log: this runs for every set.
     let keep = server.settings().history;
     if keep > 0
         && let Some(room) = state.room_mut(room_id)
     {
-        let entry = LogEntry::now(user, method, name, value, new_name);
+        let c = change;
+        let entry = LogEntry::now(c.user, c.method, c.name, c.value, c.new_name);
         history::record(&mut room.log, entry, keep);
     }
     state.mark_dirty(room_id);
-    if matches!(method, "set" | "create") {
+    if matches!(change.method, "set" | "create") {
         server.metrics().set_accepted();
     }
     Applied::Changed
