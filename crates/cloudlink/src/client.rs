@@ -216,11 +216,6 @@ impl Client {
         self.0.outbox.missed(position)
     }
 
-    /// Wakes the writer if it waits for work, after something it follows changed.
-    pub(crate) fn nudge(&self) {
-        self.0.outbox.nudge();
-    }
-
     /// Queues a frame that must arrive.
     pub(crate) fn push_wire(&self, wire: edge::ws::Wire) -> bool {
         self.push(Frame {

@@ -11,6 +11,9 @@
 //! its cursor: each variable changed since its last flush, once, at its
 //! newest value. A set then costs one table write, whatever the project's
 //! size, and a member that lags behind never loses a variable's last state.
+//! The table also keeps the wakers of the writers that wait for a change, so
+//! a set wakes only those (most sleep until their next batch) instead of
+//! checking on every member.
 //!
 //! The table holds at most one frame per variable of the project, so it is
 //! bounded like the project's variables. `create`, `rename` and `delete` are
@@ -24,7 +27,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockWriteGuard};
+use std::task::Waker;
 
 use edge::source::Source;
 use edge::ws::Wire;
@@ -36,6 +40,9 @@ pub(crate) struct LatestSets {
     /// The next position; readable without the lock, so an idle writer can
     /// tell that nothing changed without touching the table.
     head: AtomicU64,
+    /// The writers waiting for a change, by follower: a set wakes only these,
+    /// not every member (most are asleep until their next batch).
+    waiting: Mutex<HashMap<usize, Waker>>,
 }
 
 #[derive(Debug, Default)]
@@ -69,8 +76,17 @@ impl LatestSets {
             table.frames.remove(&older);
         }
         table.frames.insert(position, frame);
-        // SeqCst pairs with the writer's park-then-check (see `Outbox::poll_next`).
+        // SeqCst pairs with the writer's park-then-check (see `Outbox::poll_next`):
+        // a writer that registers after the wake-ups below sees this head.
         self.head.store(table.next, Ordering::SeqCst);
+        drop(table);
+        for (_, waker) in self.waiting().drain() {
+            waker.wake();
+        }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Waker>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes variable `name` out of the table: called before a `create` or
@@ -117,6 +133,21 @@ impl Source for LatestSets {
         }
         *cursor = (*cursor).max(end);
         copied
+    }
+
+    fn wake_on_change(&self, follower: usize, waker: &Waker) {
+        let mut waiting = self.waiting();
+        match waiting.get_mut(&follower) {
+            Some(kept) if kept.will_wake(waker) => {}
+            Some(kept) => kept.clone_from(waker),
+            None => {
+                waiting.insert(follower, waker.clone());
+            }
+        }
+    }
+
+    fn forget_follower(&self, follower: usize) {
+        self.waiting().remove(&follower);
     }
 }
 
@@ -179,6 +210,38 @@ mod tests {
         assert_eq!(read(&latest, &mut cursor, u64::MAX), "b1 ");
         latest.set("a", frame("a2 "));
         assert_eq!(read(&latest, &mut cursor, u64::MAX), "a2 ");
+    }
+
+    #[test]
+    fn a_set_wakes_each_waiting_follower_once_and_a_forgotten_one_not_at_all() {
+        use std::sync::atomic::AtomicUsize;
+        use std::task::Wake;
+
+        #[derive(Default)]
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (first, second) = (
+            std::sync::Arc::new(Count::default()),
+            std::sync::Arc::new(Count::default()),
+        );
+        let latest = LatestSets::default();
+        let first_waker = Waker::from(std::sync::Arc::clone(&first));
+        latest.wake_on_change(1, &first_waker);
+        latest.wake_on_change(1, &first_waker);
+        latest.wake_on_change(2, &Waker::from(std::sync::Arc::clone(&second)));
+        latest.forget_follower(2);
+        latest.set("a", frame("a1 "));
+        latest.set("a", frame("a2 "));
+        assert_eq!(
+            first.0.load(Ordering::SeqCst),
+            1,
+            "woken once, then no longer waiting"
+        );
+        assert_eq!(second.0.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -558,9 +558,6 @@ pub(crate) fn apply(
             if let Some(latest) = &room.latest {
                 // Batched: one table write, whatever the number of members.
                 latest.set(name, update.wire());
-                for member in room.scratch.values() {
-                    member.nudge();
-                }
                 return applied(server, state, room_id, change);
             }
             let key = format!("set\0{room_id}\0{}\0{name}", room.generation);

@@ -293,12 +293,27 @@ impl Outbox {
             queued.after = 0;
         }
         self.cursor.store(feed.head(), Ordering::Relaxed);
-        state.feed = Some(feed);
+        // A writer already waiting registered with no source: register it now,
+        // or a source that wakes its followers itself would never wake it.
+        if let Some(waker) = &state.waker {
+            feed.wake_on_change(self.follower_key(), waker);
+        }
+        if let Some(old) = state.feed.replace(feed) {
+            old.forget_follower(self.follower_key());
+        }
     }
 
     /// Stops sending chat lines (the client left the server).
     pub fn unfollow(&self) {
-        self.state().feed = None;
+        if let Some(feed) = self.state().feed.take() {
+            feed.forget_follower(self.follower_key());
+        }
+    }
+
+    /// How this outbox is known to the source it follows: its address, which
+    /// stays put as it lives in an `Arc`, and is forgotten when it drops.
+    fn follower_key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Whether this connection has not yet copied the line at `position` of the
@@ -370,6 +385,9 @@ impl Outbox {
         {
             state.waker = Some(cx.waker().clone());
         }
+        if let Some(feed) = &state.feed {
+            feed.wake_on_change(self.follower_key(), cx.waker());
+        }
         self.parked.store(true, Ordering::SeqCst);
         // As in `next`: a line published meanwhile must not wait for the next.
         if unread(&state) {
@@ -410,6 +428,16 @@ impl Outbox {
 
 /// Wakes the writer waiting on this state, if one is, after letting go of the
 /// lock (so the writer does not wake only to wait for it).
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let key = self.follower_key();
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(feed) = state.feed.take() {
+            feed.forget_follower(key);
+        }
+    }
+}
+
 fn wake_writer(mut state: std::sync::MutexGuard<'_, State>) {
     let waker = state.waker.take();
     drop(state);

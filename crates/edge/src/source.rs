@@ -16,6 +16,7 @@
 //! what is newest (the Scratch host's batched variables).
 
 use std::fmt::Debug;
+use std::task::Waker;
 
 /// Frames numbered by position, shared by the connections that follow them.
 ///
@@ -61,4 +62,20 @@ pub trait Source: Send + Sync + Debug {
     /// positions before `until` (in the form it negotiated: `deflate`),
     /// moves the cursor past them, and returns how many frames were copied.
     fn copy_into(&self, cursor: &mut u64, until: u64, deflate: bool, out: &mut Vec<u8>) -> usize;
+
+    /// Called by a follower's writer as it waits for work: a source that
+    /// wakes its followers itself keeps `waker` under `follower` (one entry
+    /// per follower, replaced on each call) and wakes it once the head moves.
+    /// The default keeps nothing: then whoever publishes must
+    /// [`nudge`](crate::outbox::Outbox::nudge) each follower, a cost per
+    /// follower and per frame that a source with thousands of followers
+    /// avoids by waking only those that wait.
+    fn wake_on_change(&self, follower: usize, waker: &Waker) {
+        let _ = (follower, waker);
+    }
+
+    /// Forgets `follower`'s waker: it stopped following, or is gone.
+    fn forget_follower(&self, follower: usize) {
+        let _ = follower;
+    }
 }
