@@ -561,6 +561,73 @@ mod tests {
         assert_eq!(writer.await.unwrap(), "x");
     }
 
+    /// A source that wakes its waiting followers itself, as a protocol's
+    /// table of newest frames does: publishing never touches an outbox.
+    #[derive(Debug, Default)]
+    struct SelfWaking {
+        frames: std::sync::Mutex<Vec<&'static str>>,
+        waiting: std::sync::Mutex<std::collections::HashMap<usize, Waker>>,
+    }
+
+    impl SelfWaking {
+        fn publish(&self, text: &'static str) {
+            self.frames.lock().unwrap().push(text);
+            for (_, waker) in self.waiting.lock().unwrap().drain() {
+                waker.wake();
+            }
+        }
+    }
+
+    impl Source for SelfWaking {
+        fn head(&self) -> u64 {
+            self.frames.lock().unwrap().len() as u64
+        }
+        fn copy_into(&self, cursor: &mut u64, until: u64, _: bool, out: &mut Vec<u8>) -> usize {
+            let frames = self.frames.lock().unwrap();
+            let end = until.min(frames.len() as u64).max(*cursor);
+            for text in &frames[*cursor as usize..end as usize] {
+                out.extend_from_slice(text.as_bytes());
+            }
+            let copied = (end - *cursor) as usize;
+            *cursor = end;
+            copied
+        }
+        fn wake_on_change(&self, follower: usize, waker: &Waker) {
+            self.waiting.lock().unwrap().insert(follower, waker.clone());
+        }
+        fn forget_follower(&self, follower: usize) {
+            self.waiting.lock().unwrap().remove(&follower);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_that_wakes_its_followers_wakes_a_writer_that_waited_before_following() {
+        let outbox = Arc::new(Outbox::new(4));
+        let source = Arc::new(SelfWaking::default());
+        let writer = {
+            let outbox = Arc::clone(&outbox);
+            tokio::spawn(async move { drain(&outbox).await })
+        };
+        // The writer parks with nothing followed; following must register it.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        outbox.follow(source.clone());
+        source.publish("x");
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+        assert_eq!(woken.expect("woken without a nudge").unwrap(), "x");
+        // Parked again, then woken by the source alone.
+        let writer = {
+            let outbox = Arc::clone(&outbox);
+            tokio::spawn(async move { drain(&outbox).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        source.publish("y");
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+        assert_eq!(woken.expect("woken without a nudge").unwrap(), "y");
+        // A dropped outbox is forgotten by what it followed.
+        drop(outbox);
+        assert!(source.waiting.lock().unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn a_lagging_client_misses_overwritten_lines_only() {
         let outbox = Outbox::new(4);
