@@ -530,11 +530,11 @@ pub(crate) fn apply(
     change: &Change<'_>,
 ) -> Applied {
     let Change {
+        user,
         method,
         name,
         value,
         new_name,
-        ..
     } = *change;
     if let Some(max) = too_many(server, state, room_id, change) {
         return Applied::TooManyVariables(max);
@@ -542,7 +542,8 @@ pub(crate) fn apply(
     let Some(room) = state.room_mut(room_id) else {
         return Applied::NoRoom;
     };
-    let (update, urgency) = match (method, value, new_name) {
+    // What each member is queued; `None` when they follow the room's table.
+    let queued = match (method, value, new_name) {
         ("set", Some(value), _) => {
             // Exact JSON equality: 1, 1.0 and true are different values.
             if room.variables.get(name) == Some(value) {
@@ -558,10 +559,11 @@ pub(crate) fn apply(
             if let Some(latest) = &room.latest {
                 // Batched: one table write, whatever the number of members.
                 latest.set(name, update.wire());
-                return applied(server, state, room_id, change);
+                None
+            } else {
+                let key = format!("set\0{room_id}\0{}\0{name}", room.generation);
+                Some((update.wire(), Urgency::Collapsible(Arc::from(key))))
             }
-            let key = format!("set\0{room_id}\0{}\0{name}", room.generation);
-            (update.wire(), Urgency::Collapsible(Arc::from(key)))
         }
         ("create", Some(value), _) => {
             room.variables.insert(name.to_owned(), value.clone());
@@ -574,7 +576,7 @@ pub(crate) fn apply(
                 value: Some(value),
                 new_name: None,
             };
-            (update.wire(), Urgency::Essential)
+            Some((update.wire(), Urgency::Essential))
         }
         ("rename", _, Some(new_name)) => {
             let value = room
@@ -599,7 +601,7 @@ pub(crate) fn apply(
                 value: None,
                 new_name: Some(new_name),
             };
-            (update.wire(), Urgency::Essential)
+            Some((update.wire(), Urgency::Essential))
         }
         ("delete", _, _) => {
             if room.variables.shift_remove(name).is_none() {
@@ -615,38 +617,26 @@ pub(crate) fn apply(
                 value: None,
                 new_name: None,
             };
-            (update.wire(), Urgency::Essential)
+            Some((update.wire(), Urgency::Essential))
         }
         _ => return Applied::Unchanged,
     };
-    for member in room.scratch.values() {
-        member.push(Frame {
-            urgency: urgency.clone(),
-            wire: update.clone(),
-        });
+    if let Some((update, urgency)) = queued {
+        for member in room.scratch.values() {
+            member.push(Frame {
+                urgency: urgency.clone(),
+                wire: update.clone(),
+            });
+        }
     }
-    applied(server, state, room_id, change)
-}
-
-/// What follows every change [`apply`] broadcast: its log entry, the store's
-/// note that the room changed, and the count.
-fn applied(
-    server: &CloudLink,
-    state: &mut crate::registry::State,
-    room_id: &str,
-    change: &Change<'_>,
-) -> Applied {
     // Not even made without a log: this runs for every set.
     let keep = server.settings().history;
-    if keep > 0
-        && let Some(room) = state.room_mut(room_id)
-    {
-        let c = change;
-        let entry = LogEntry::now(c.user, c.method, c.name, c.value, c.new_name);
+    if keep > 0 {
+        let entry = LogEntry::now(user, method, name, value, new_name);
         history::record(&mut room.log, entry, keep);
     }
     state.mark_dirty(room_id);
-    if matches!(change.method, "set" | "create") {
+    if matches!(method, "set" | "create") {
         server.metrics().set_accepted();
     }
     Applied::Changed
