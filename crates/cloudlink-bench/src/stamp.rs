@@ -11,7 +11,10 @@
 //! the stored one. Times are wall-clock, shared by sender and receivers in this
 //! one process, so a latency is simply receive time minus send time.
 
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use memchr::memmem::Finder;
 
 /// Which protocol a scenario speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,19 +72,41 @@ pub fn stamps(frame: &str) -> impl Iterator<Item = Stamp> + '_ {
 
 /// The stamp of one JSON message: the value of its `val` (CL4) or `value`
 /// (Scratch) key, if that is a stamp string.
+///
+/// Every receiver runs this for every message, millions of times a second,
+/// on the same two cores as the server under test: whatever it costs is
+/// taken from the server. So it is one scan for `"val` (with a searcher
+/// built once) and digits read by hand, not `str::find` per key (which
+/// builds a searcher per call) and `str::parse`.
 fn parse(line: &str) -> Option<Stamp> {
-    let at = line
-        .find("\"val\"")
-        .map(|i| i + 5)
-        .or_else(|| line.find("\"value\"").map(|i| i + 7))?;
-    let rest = line[at..].trim_start().strip_prefix(':')?.trim_start();
-    let rest = rest.strip_prefix('"')?;
-    let end = rest.find('"')?;
-    let (seq, sent) = rest[..end].split_once('.')?;
-    Some(Stamp {
-        seq: seq.parse().ok()?,
-        sent_ns: sent.parse().ok()?,
+    static KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"val"));
+    let bytes = line.as_bytes();
+    KEY.find_iter(bytes).find_map(|at| {
+        let rest = &bytes[at + 4..];
+        let rest = rest
+            .strip_prefix(b"\"")
+            .or_else(|| rest.strip_prefix(b"ue\""))?;
+        let rest = rest.trim_ascii_start().strip_prefix(b":")?;
+        let rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+        let (seq, rest) = digits(rest)?;
+        let (sent_ns, rest) = digits(rest.strip_prefix(b".")?)?;
+        rest.starts_with(b"\"").then_some(Stamp { seq, sent_ns })
     })
+}
+
+/// The number at the start of `bytes` (at least one digit, no overflow) and what follows it.
+fn digits(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let end = bytes
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(bytes.len());
+    if end == 0 {
+        return None;
+    }
+    let value = bytes[..end].iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    Some((value, &bytes[end..]))
 }
 
 #[cfg(test)]
@@ -118,5 +143,18 @@ mod tests {
         let others = r#"{"cmd":"ulist","mode":"set","val":[],"rooms":"default"}"#;
         assert_eq!(stamps(others).count(), 0);
         assert_eq!(stamps(r#"{"cmd":"gmsg","val":"hello"}"#).count(), 0);
+        // Another key starting with `val` before the stamp does not hide it.
+        let named = r#"{"method":"set","name":"valley","valid":1,"value":"6.12"}"#;
+        assert_eq!(stamps(named).map(|s| s.seq).collect::<Vec<_>>(), [6]);
+        // Not stamps: digits missing on either side, too many to fit, no closing quote.
+        for line in [
+            r#"{"value":".12"}"#,
+            r#"{"value":"6."}"#,
+            r#"{"value":"6.99999999999999999999999"}"#,
+            r#"{"value":"6.12x"}"#,
+            r#"{"value":6.12}"#,
+        ] {
+            assert_eq!(stamps(line).count(), 0, "{line}");
+        }
     }
 }
