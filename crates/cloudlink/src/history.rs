@@ -53,20 +53,54 @@ impl LogEntry {
         value: Option<&Value>,
         new_name: Option<&str>,
     ) -> Self {
+        let mut entry = Self {
+            user: String::new(),
+            method: String::new(),
+            variable: String::new(),
+            value: None,
+            value_omitted: false,
+            new_name: None,
+            time: 0,
+        };
+        entry.overwrite(user, method, name, value, new_name);
+        entry
+    }
+
+    /// Makes this entry the one [`LogEntry::now`] would make, reusing its
+    /// strings' memory: a full log recycles the entry it drops, so that
+    /// logging a set allocates nothing once the log is full.
+    fn overwrite(
+        &mut self,
+        user: &str,
+        method: &str,
+        name: &str,
+        value: Option<&Value>,
+        new_name: Option<&str>,
+    ) {
         let value = value.filter(|_| matches!(method, "set" | "create"));
         let logged = value.filter(|v| fits(v));
-        Self {
-            user: user.to_owned(),
-            method: method.to_owned(),
-            variable: name.to_owned(),
-            value: logged.cloned(),
-            value_omitted: value.is_some() && logged.is_none(),
-            new_name: new_name.filter(|_| method == "rename").map(str::to_owned),
-            time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        replace_text(&mut self.user, user);
+        replace_text(&mut self.method, method);
+        replace_text(&mut self.variable, name);
+        match (&mut self.value, logged) {
+            (Some(Value::String(old)), Some(Value::String(new))) => replace_text(old, new),
+            (old, new) => *old = new.cloned(),
         }
+        self.value_omitted = value.is_some() && logged.is_none();
+        match (&mut self.new_name, new_name.filter(|_| method == "rename")) {
+            (Some(old), Some(new)) => replace_text(old, new),
+            (old, new) => *old = new.map(str::to_owned),
+        }
+        self.time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     }
+}
+
+/// Sets `text` to `new`, in the memory it already has when that is enough.
+fn replace_text(text: &mut String, new: &str) {
+    text.clear();
+    text.push_str(new);
 }
 
 /// Longest value kept in a log entry, in bytes of its JSON text.
@@ -81,15 +115,32 @@ pub(crate) fn fits(value: &Value) -> bool {
     }
 }
 
-/// Adds `entry` to `log`, keeping only the last `keep` entries.
-pub(crate) fn record(log: &mut VecDeque<LogEntry>, entry: LogEntry, keep: usize) {
+/// Logs a change `user` made now (see [`LogEntry::now`]), keeping only the
+/// last `keep` entries of `log`.
+pub(crate) fn record(
+    log: &mut VecDeque<LogEntry>,
+    keep: usize,
+    user: &str,
+    method: &str,
+    name: &str,
+    value: Option<&Value>,
+    new_name: Option<&str>,
+) {
     if keep == 0 {
         return;
     }
-    while log.len() >= keep {
+    while log.len() > keep {
         log.pop_front();
     }
-    log.push_back(entry);
+    let entry = if log.len() == keep {
+        log.pop_front().map(|mut oldest| {
+            oldest.overwrite(user, method, name, value, new_name);
+            oldest
+        })
+    } else {
+        None
+    };
+    log.push_back(entry.unwrap_or_else(|| LogEntry::now(user, method, name, value, new_name)));
 }
 
 #[cfg(test)]
@@ -100,18 +151,50 @@ mod tests {
     fn only_the_last_entries_are_kept() {
         let mut log = VecDeque::new();
         for n in 0..5 {
-            let entry = LogEntry {
-                user: "u".into(),
-                method: "set".into(),
-                variable: "v".into(),
-                value: Some(n.into()),
-                value_omitted: false,
-                new_name: None,
-                time: n,
-            };
-            record(&mut log, entry, 3);
+            record(&mut log, 3, "u", "set", "v", Some(&n.into()), None);
         }
-        let times: Vec<u64> = log.iter().map(|e| e.time).collect();
-        assert_eq!(times, [2, 3, 4]);
+        let values: Vec<_> = log.iter().map(|e| e.value.clone()).collect();
+        assert_eq!(values, [Some(2.into()), Some(3.into()), Some(4.into())]);
+    }
+
+    #[test]
+    fn a_recycled_entry_is_the_entry_of_its_own_change() {
+        let long = Value::String("x".repeat(MAX_LOGGED_VALUE_BYTES));
+        /// User, method, variable, value, new name.
+        type Change = (
+            &'static str,
+            &'static str,
+            &'static str,
+            Option<Value>,
+            Option<&'static str>,
+        );
+        let changes: [Change; 6] = [
+            ("ann", "set", "☁ a", Some("1".into()), None),
+            ("bo", "rename", "☁ a", None, Some("☁ b")),
+            ("cy", "set", "☁ b", Some(long.clone()), None),
+            ("di", "create", "☁ c", Some(2.5.into()), None),
+            ("ed", "delete", "☁ c", None, None),
+            ("fay", "set", "☁ b", Some("text".into()), Some("ignored")),
+        ];
+        let mut log = VecDeque::new();
+        for (user, method, name, value, new_name) in &changes {
+            record(&mut log, 1, user, method, name, value.as_ref(), *new_name);
+            let mut fresh = LogEntry::now(user, method, name, value.as_ref(), *new_name);
+            fresh.time = log[0].time;
+            assert_eq!(log[0], fresh, "{method} by {user}");
+        }
+        assert_eq!(log.len(), 1);
+        assert!(!fits(&long));
+    }
+
+    #[test]
+    fn a_log_set_shorter_keeps_only_the_newest() {
+        let mut log = VecDeque::new();
+        for n in 0..5 {
+            record(&mut log, 5, "u", "set", "v", Some(&n.into()), None);
+        }
+        record(&mut log, 2, "u", "set", "v", Some(&5.into()), None);
+        let values: Vec<_> = log.iter().map(|e| e.value.clone()).collect();
+        assert_eq!(values, [Some(4.into()), Some(5.into())]);
     }
 }

@@ -13,6 +13,7 @@
 //! flush and read back when the project is next joined (see
 //! [`crate::store`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use edge::outbox::{Frame, Urgency};
@@ -23,7 +24,7 @@ use crate::cl4::wire::encode;
 use crate::client::{Client, Protocol};
 use crate::extension::ExceptionKind;
 use crate::handle::CloudLink;
-use crate::history::{self, LogEntry};
+use crate::history;
 use crate::host_rules::Refusal;
 use crate::metrics::Dropped;
 use crate::pytext;
@@ -94,16 +95,25 @@ struct Update<'a> {
 
 impl Update<'_> {
     fn wire(&self) -> edge::ws::Wire {
-        edge::ws::text_frame(&encode(self))
+        // Straight into the frame: this runs for every accepted change.
+        edge::ws::text_frame_with(|out| {
+            let start = out.len();
+            // Serializing plain data with string keys cannot fail.
+            if serde_json::to_writer(&mut *out, self).is_err() {
+                out.truncate(start);
+                out.extend_from_slice(b"{}");
+            }
+        })
     }
 }
 
 /// A project id as a room name: a number is read as its digits (Scratch
 /// project ids are numeric strings, and some clients send numbers).
-fn room_name(project_id: &Value) -> String {
+/// Borrowed when it is a string, as it is on every `set`.
+fn room_name(project_id: &Value) -> Cow<'_, str> {
     match project_id {
-        Value::String(id) => id.clone(),
-        other => other.to_string(),
+        Value::String(id) => Cow::Borrowed(id),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -632,8 +642,7 @@ pub(crate) fn apply(
     // Not even made without a log: this runs for every set.
     let keep = server.settings().history;
     if keep > 0 {
-        let entry = LogEntry::now(user, method, name, value, new_name);
-        history::record(&mut room.log, entry, keep);
+        history::record(&mut room.log, keep, user, method, name, value, new_name);
     }
     state.mark_dirty(room_id);
     if matches!(method, "set" | "create") {

@@ -195,6 +195,51 @@ pub fn text_frame(text: &str) -> Wire {
     Wire::new(frame(OP_TEXT, text.as_bytes()))
 }
 
+/// Encodes a text frame whose payload `write` puts into the buffer it is
+/// given, so that a message serialized straight into it is not copied a
+/// second time behind the header, as [`text_frame`] of a finished string is:
+/// this runs once per broadcast message.
+///
+/// ```
+/// let frame = edge::ws::text_frame_with(|out| out.extend_from_slice(b"hello"));
+/// assert_eq!(&frame[..], &edge::ws::text_frame("hello")[..]);
+/// let long = edge::ws::text_frame_with(|out| out.extend([b'a'; 70_000]));
+/// assert_eq!(&long[..], &edge::ws::text_frame(&"a".repeat(70_000))[..]);
+/// let medium = edge::ws::text_frame_with(|out| out.extend([b'a'; 300]));
+/// assert_eq!(&medium[..], &edge::ws::text_frame(&"a".repeat(300))[..]);
+/// ```
+pub fn text_frame_with(write: impl FnOnce(&mut Vec<u8>)) -> Wire {
+    /// The longest header: 2 bytes and an 8-byte length.
+    const ROOM: usize = 10;
+    let mut buffer = Vec::with_capacity(128);
+    buffer.resize(ROOM, 0);
+    write(&mut buffer);
+    let len = buffer.len() - ROOM;
+    let mut header = [0u8; ROOM];
+    header[0] = 0x80 | OP_TEXT;
+    let header_len = match len {
+        n if n < 126 => {
+            header[1] = n as u8;
+            2
+        }
+        n if n <= usize::from(u16::MAX) => {
+            header[1] = 126;
+            header[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            4
+        }
+        n => {
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+            10
+        }
+    };
+    let start = ROOM - header_len;
+    buffer[start..ROOM].copy_from_slice(&header[..header_len]);
+    let mut plain = Bytes::from(buffer);
+    plain.advance(start);
+    Wire::new(plain)
+}
+
 /// Joins each run of consecutive uncompressed text frames in `frames` (a
 /// server's unmasked frames, back to back) into one text frame whose payload
 /// is their payloads separated by `\n`, the batch format Scratch clients and
