@@ -60,6 +60,9 @@ const ALL_JOINED_TIMEOUT: Duration = Duration::from_secs(180);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long receivers may take to finish once the server is gone.
 const WIND_DOWN: Duration = Duration::from_secs(10);
+/// How far a sender at a fixed rate may fall behind its schedule and still
+/// catch up (see `send`).
+const MAX_LAG: Duration = Duration::from_millis(10);
 /// How long the messages sent while measuring may take to arrive afterwards
 /// (the Python server, flat out, is several seconds behind by design of the window).
 const DRAIN: Duration = Duration::from_secs(20);
@@ -160,21 +163,7 @@ pub async fn run(server: &mut ServerProc, load: &Load) -> anyhow::Result<Figures
     let join_secs = started.elapsed().as_secs_f64();
     let joined = shared.joined.load(Ordering::Relaxed);
 
-    let sender_ws = timeout(JOIN_TIMEOUT, async {
-        let mut ws = client::connect(server.addr, client::source_address(load.receivers)).await?;
-        client::join(&mut ws, load.protocol, "sender").await?;
-        anyhow::Ok(ws)
-    })
-    .await
-    .context("the sender could not join in time")?
-    .context("the sender could not join")?;
-    let sender = tokio::spawn(send(
-        sender_ws,
-        load.protocol,
-        load.window,
-        load.rate,
-        Arc::clone(&shared),
-    ));
+    let sender = Sender::start(server.addr, load, Arc::clone(&shared)).await?;
 
     let ready_since = Instant::now();
     while shared.ready.load(Ordering::Relaxed) < joined && ready_since.elapsed() < READY_TIMEOUT {
@@ -233,7 +222,7 @@ pub async fn run(server: &mut ServerProc, load: &Load) -> anyhow::Result<Figures
     let drained = draining.elapsed();
     shared.stop.store(true, Ordering::Relaxed);
     shared.ack.notify_one();
-    let sender_error = match timeout(WIND_DOWN, sender).await {
+    let sender_error = match timeout(WIND_DOWN, sender.done).await {
         Ok(Ok(Err(e))) => Some(format!("{e:#}")),
         _ => None,
     };
@@ -415,6 +404,67 @@ fn mark_window(shared: &Shared, seq: u64) {
     }
 }
 
+/// The sender, on a thread of its own with its own runtime, as if it were
+/// another machine: among a thousand receivers on the generator's runtime it
+/// waited its turn behind them, and its fixed rate sagged with their load.
+struct Sender {
+    thread: std::thread::JoinHandle<()>,
+    /// What [`send`] ended with.
+    done: tokio::sync::oneshot::Receiver<anyhow::Result<()>>,
+}
+
+impl Sender {
+    /// Connects and joins the sender, then lets it send; fails if it cannot join.
+    async fn start(server: SocketAddr, load: &Load, shared: Arc<Shared>) -> anyhow::Result<Self> {
+        let (joined_tx, joined) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let source = client::source_address(load.receivers);
+        let (protocol, window, rate) = (load.protocol, load.window, load.rate);
+        let thread = std::thread::Builder::new()
+            .name("sender".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = joined_tx.send(Err(e).context("cannot start the sender's runtime"));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let joining = timeout(JOIN_TIMEOUT, async {
+                        let mut ws = client::connect(server, source).await?;
+                        client::join(&mut ws, protocol, "sender").await?;
+                        anyhow::Ok(ws)
+                    })
+                    .await
+                    .context("the sender could not join in time");
+                    match joining {
+                        Ok(Ok(ws)) => {
+                            let _ = joined_tx.send(Ok(()));
+                            let _ = done_tx.send(send(ws, protocol, window, rate, shared).await);
+                        }
+                        Ok(Err(e)) | Err(e) => {
+                            let _ = joined_tx.send(Err(e));
+                        }
+                    }
+                });
+            })
+            .context("cannot start the sender's thread")?;
+        joined
+            .await
+            .context("the sender's thread ended")?
+            .context("the sender could not join")?;
+        Ok(Self { thread, done })
+    }
+
+    fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
 /// The sender: sends stamped messages while fewer than `window` are
 /// unacknowledged (and, with a `rate`, one per tick), until told to stop;
 /// drains its own socket meanwhile (a server may send it its own copies).
@@ -431,9 +481,12 @@ async fn send(
     // When the next message is due. The timer wakes at most once a
     // millisecond, so each wake sends every message that is due by then:
     // an interval of one message per tick could not offer more than about
-    // 1,000 a second. A sender held up for longer than two periods (by the
+    // 1,000 a second. A sender held up for longer than [`MAX_LAG`] (by the
     // window, or the machine) starts afresh rather than catching up in a
-    // burst, so that the offered rate stays even.
+    // burst, so that the offered rate stays even. The bound is in time, not
+    // in periods: at 1,250 a second two periods are 1.6 ms, less than the
+    // timer's own step plus a busy moment, and the sender then lost about
+    // 40% of its rate to its own resets.
     let mut due = tokio::time::Instant::now();
     let mut seq = 0u64;
     let result = async {
@@ -444,7 +497,11 @@ async fn send(
                     tokio::time::sleep_until(due.min(now + Duration::from_millis(100))).await;
                     continue;
                 }
-                due = if now > due + period * 2 { now } else { due } + period;
+                due = if now > due + MAX_LAG.max(period * 2) {
+                    now
+                } else {
+                    due
+                } + period;
             }
             if seq >= shared.acked.load(Ordering::Relaxed) + window.max(1) {
                 // Bounded wait, so that a server that stops answering cannot hang the sender.
