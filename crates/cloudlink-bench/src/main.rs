@@ -31,6 +31,7 @@ mod procstat;
 mod report;
 mod rooms;
 mod server;
+mod server_metrics;
 mod stamp;
 mod stats;
 mod suite;

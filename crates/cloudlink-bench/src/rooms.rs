@@ -4,10 +4,12 @@
 //! `rooms` projects of `per_room` clients each; in every project the first
 //! client also sends `set`s at an even share of the total `rate`. Every
 //! client reads, and each delivered value's stamp gives its latency. The
-//! figures are sets accepted per second (the senders' own echoes), delivered
-//! messages per second over all clients, delivery latency, and the server's
-//! CPU and largest RSS while it ran, which shows whether the durable store's
-//! flushes keep up with that many changing projects.
+//! figures are sets sent per second, the sets the server says it accepted
+//! per second, delivered messages per second over all clients, delivery
+//! latency, the server's CPU and largest RSS while it ran, and the server's
+//! flushes to the durable store in that time (how many, their mean time, the
+//! bound they all stayed within, and the store's size), which show whether
+//! the store keeps up with that many changing projects.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +24,7 @@ use crate::client;
 use crate::procstat::{self, CpuMeter};
 use crate::report::Figures;
 use crate::server::ServerProc;
+use crate::server_metrics;
 use crate::stamp::{now_ns, stamps};
 use crate::stats::Histogram;
 
@@ -125,6 +128,7 @@ pub async fn run(server: &mut ServerProc, load: &RoomsLoad) -> anyhow::Result<Fi
     let joined = counters.joined.load(Ordering::Relaxed);
     sleep(load.warmup).await;
 
+    let counted_from = server_metrics::Reading::take(server.addr).await;
     let cpu = CpuMeter::start(server.pid);
     counters.measuring.store(true, Ordering::Relaxed);
     let window = Instant::now();
@@ -136,6 +140,7 @@ pub async fn run(server: &mut ServerProc, load: &RoomsLoad) -> anyhow::Result<Fi
     counters.measuring.store(false, Ordering::Relaxed);
     let measured = window.elapsed().as_secs_f64();
     let (server_cpu, generator_cpu) = cpu.percent();
+    let counted_to = server_metrics::Reading::take(server.addr).await;
     let delivered = counters.delivered.load(Ordering::Relaxed);
     let sent = counters.sent.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
@@ -159,6 +164,9 @@ pub async fn run(server: &mut ServerProc, load: &RoomsLoad) -> anyhow::Result<Fi
     }
     if let Some(p99) = latencies.percentile(99.0) {
         f.insert("latency_p99_ms", p99 / 1000.0);
+    }
+    if let (Some(from), Some(to)) = (counted_from, counted_to) {
+        server_metrics::add_figures(&mut f, &from, &to, measured);
     }
     Ok(f)
 }

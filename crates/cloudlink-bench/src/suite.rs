@@ -95,17 +95,38 @@ pub async fn run(cli: &Cli) -> anyhow::Result<String> {
                     rooms::run(server, &load).await
                 })
                 .await?;
+                if cli.smoke {
+                    let clients = (cli.rooms * cli.per_room) as f64;
+                    smoke_check(&pair, what, &[("joined", clients)])?;
+                    // The server's own count comes from its /metrics page.
+                    smoke_some(&pair, what, &["sets_accepted_per_s", "delivered_per_s"])?;
+                }
                 let name = format!(
                     "{} projects × {} Scratch clients, {} sets/s offered, durable store",
                     cli.rooms, cli.per_room, cli.rooms_rate
                 );
                 report.row(&name, "sets sent/s", &pair, "sent_per_s");
+                report.row(
+                    &name,
+                    "sets accepted/s (server's count)",
+                    &pair,
+                    "sets_accepted_per_s",
+                );
                 report.row(&name, "delivered msgs/s", &pair, "delivered_per_s");
                 report.row(&name, "delivery p50 ms", &pair, "latency_p50_ms");
                 report.row(&name, "delivery p99 ms", &pair, "latency_p99_ms");
                 report.row(&name, "server CPU %", &pair, "server_cpu");
                 report.row(&name, "generator CPU %", &pair, "generator_cpu");
                 report.row(&name, "server RSS MiB (max)", &pair, "server_rss_max_mib");
+                report.row(&name, "store flushes while measured", &pair, "flushes");
+                report.row(&name, "store flush mean ms", &pair, "flush_mean_ms");
+                report.row(
+                    &name,
+                    "every store flush within ms",
+                    &pair,
+                    "flush_max_within_ms",
+                );
+                report.row(&name, "store file MiB", &pair, "store_mib");
                 report.row(&name, "clients joined", &pair, "joined");
             }
             Scenario::IdleStoredRooms => {
@@ -369,6 +390,25 @@ fn smoke_check(pair: &Pair, what: &str, expected: &[(&str, f64)]) -> anyhow::Res
             if got.is_none_or(|g| (g - want).abs() > 1e-6) {
                 anyhow::bail!(
                     "smoke check failed: {what} against the {} server gave {key} = {got:?}, expected {want} \
+                     (its log is in the --logs directory)",
+                    target.label()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// In smoke mode, fails unless every measured server shows each of `keys`
+/// above zero: for figures that vary from run to run but must be there.
+fn smoke_some(pair: &Pair, what: &str, keys: &[&str]) -> anyhow::Result<()> {
+    for (target, figures) in [(Target::Ours, &pair.ours), (Target::Python, &pair.python)] {
+        let Some(figures) = figures else { continue };
+        for &key in keys {
+            let got = figures.get(key).copied();
+            if got.is_none_or(|g| g <= 0.0) {
+                anyhow::bail!(
+                    "smoke check failed: {what} against the {} server gave {key} = {got:?}, expected more than 0 \
                      (its log is in the --logs directory)",
                     target.label()
                 );
