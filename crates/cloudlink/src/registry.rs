@@ -267,27 +267,40 @@ impl State {
         self.rooms.len()
     }
 
-    /// The records the store owes (every dirty room, encoded), and evicts
-    /// rooms that have been empty for `ttl`. Stage the records before
-    /// letting go of the lock, so a load never reads past them.
-    pub fn take_flush(&mut self, ttl: Duration) -> Vec<Record> {
-        let records = self
-            .dirty
-            .drain()
+    /// How many rooms owe the store a record.
+    pub fn dirty_total(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// The records of up to `max` of the rooms that owe the store one,
+    /// encoded, and no longer marked. Stage them before letting go of the
+    /// lock, so a load never reads past them.
+    pub fn take_dirty(&mut self, max: usize) -> Vec<Record> {
+        let names: Vec<String> = self.dirty.iter().take(max).cloned().collect();
+        names
+            .into_iter()
             .map(|name| {
+                self.dirty.remove(&name);
                 let record = self
                     .rooms
                     .get(&name)
                     .and_then(|room| crate::store::encode(&room.variables, &room.log));
                 (name, record)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Lets rooms that have been empty for `ttl` leave memory, except one
+    /// that still owes the store a record (changed since its batch was
+    /// taken): it leaves at a later flush, once the store has it.
+    pub fn evict_emptied(&mut self, ttl: Duration) {
         let now = Instant::now();
-        self.rooms.retain(|_, room| {
+        let dirty = &self.dirty;
+        self.rooms.retain(|name, room| {
             room.emptied
                 .is_none_or(|since| now.saturating_duration_since(since) < ttl)
+                || dirty.contains(name)
         });
-        records
     }
 
     /// Makes room for one more: the room emptied longest ago leaves memory.
@@ -418,6 +431,45 @@ mod tests {
         state.unregister(&s);
         assert!(state.room("r").is_none(), "an empty room is gone");
         assert_eq!(state.len(), 1);
+    }
+
+    #[test]
+    fn a_flush_takes_dirty_rooms_in_batches_and_evicts_only_what_the_store_has() {
+        let mut state = State {
+            durable: true,
+            ..State::default()
+        };
+        let s = client(1, Protocol::Scratch);
+        state.register(&s);
+        for room in ["a", "b", "c"] {
+            assert!(state.subscribe(&s, room));
+            state
+                .room_mut(room)
+                .unwrap()
+                .variables
+                .insert("v".into(), room.into());
+            state.mark_dirty(room);
+            assert!(state.unsubscribe(&s, room));
+        }
+        assert_eq!(state.room_total(), 3, "emptied rooms wait for the store");
+        let first = state.take_dirty(2);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|(_, record)| record.is_some()));
+        assert_eq!(state.dirty_total(), 1);
+        // A room taken in the first batch changes again before the flush ends.
+        let (changed, _) = &first[0];
+        state.mark_dirty(changed);
+        state.evict_emptied(Duration::ZERO);
+        let mut kept: Vec<&str> = state.rooms.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        let untaken = state.dirty.iter().find(|r| *r != changed).unwrap().clone();
+        let mut owed = vec![changed.as_str(), untaken.as_str()];
+        owed.sort_unstable();
+        assert_eq!(kept, owed, "only rooms the store has leave memory");
+        let rest = state.take_dirty(usize::MAX);
+        assert_eq!(rest.len(), 2);
+        state.evict_emptied(Duration::ZERO);
+        assert_eq!(state.room_total(), 0);
     }
 
     #[test]

@@ -17,8 +17,8 @@
 //!
 //! **When.** Never one disk sync per `set`: the registry marks a room dirty
 //! when its variables change, and every flush interval the server encodes the
-//! dirty rooms (under the registry lock, which is brief: only those rooms) and
-//! commits them in one transaction off the async threads. So a `kill -9`
+//! dirty rooms (under the registry lock, a batch of rooms per hold so that it
+//! stays brief) and commits them in one transaction off the async threads. So a `kill -9`
 //! loses at most the changes of the last interval, and a graceful stop
 //! flushes everything before it returns.
 //!

@@ -199,6 +199,49 @@ async fn an_emptied_project_leaves_memory_and_comes_back_from_the_store() {
 }
 
 #[tokio::test]
+async fn a_flush_of_more_projects_than_one_batch_stores_them_all_and_lets_them_go() {
+    // More than two of the flush's batches of rooms per hold of the lock.
+    const PROJECTS: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let store = VariableStore::open(dir.path().join("cloud.redb")).unwrap();
+    let server = start(
+        CloudLink::builder()
+            .store(store)
+            .flush_interval(Duration::from_secs(600))
+            .empty_room_ttl(Duration::ZERO),
+    )
+    .await;
+    let url = server.url();
+    for project in 0..PROJECTS {
+        let project = project.to_string();
+        let mut writer = Client::connect(&url, "writer").await;
+        writer.send(handshake(&project, "writer")).await;
+        writer.send(set(&project, "☁ n", json!(project))).await;
+        writer.expect(got_set("☁ n", json!(project))).await;
+        writer.close().await;
+    }
+    // The server notices the last closes in its own time.
+    let deadline = Instant::now() + common::WAIT;
+    loop {
+        server.cloudlink().flush().await.unwrap();
+        if server.cloudlink().room_count() == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every emptied project leaves memory once the store has it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for project in (0..PROJECTS).step_by(7).chain([PROJECTS - 1]) {
+        let project = project.to_string();
+        let got = stored(&url, &project).await;
+        assert_eq!(got, vec![("☁ n".to_owned(), json!(project))]);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn without_a_store_an_emptied_project_forgets_its_variables() {
     let server = start(CloudLink::builder()).await;
     assert!(!server.cloudlink().is_durable());
