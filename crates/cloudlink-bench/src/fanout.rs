@@ -61,8 +61,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long receivers may take to finish once the server is gone.
 const WIND_DOWN: Duration = Duration::from_secs(10);
 /// How far a sender at a fixed rate may fall behind its schedule and still
-/// catch up (see `send`).
-const MAX_LAG: Duration = Duration::from_millis(10);
+/// catch up (see `send`; the many-projects senders use it too).
+pub(crate) const MAX_LAG: Duration = Duration::from_millis(10);
 /// How long the messages sent while measuring may take to arrive afterwards
 /// (the Python server, flat out, is several seconds behind by design of the window).
 const DRAIN: Duration = Duration::from_secs(20);

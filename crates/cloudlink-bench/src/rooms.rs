@@ -17,16 +17,16 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Mutex, Semaphore};
-use tokio::time::{Instant, MissedTickBehavior, interval, sleep, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client;
 use crate::procstat::{self, CpuMeter};
 use crate::report::Figures;
 use crate::server::ServerProc;
 use crate::server_metrics;
 use crate::stamp::{now_ns, stamps};
 use crate::stats::Histogram;
+use crate::{client, fanout};
 
 /// How long all clients together may take to join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -82,11 +82,18 @@ pub async fn run(server: &mut ServerProc, load: &RoomsLoad) -> anyhow::Result<Fi
                     let (counters, stop, project) =
                         (Arc::clone(&counters), Arc::clone(&stop), project.clone());
                     tokio::spawn(async move {
-                        let mut ticks = interval(per_room_period);
-                        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                        // Catches up when a little late (see `fanout::MAX_LAG`), so a
+                        // busy generator does not quietly offer less than the rate.
+                        let mut due = Instant::now();
                         let mut seq = 0u64;
                         while !stop.load(Ordering::Relaxed) {
-                            ticks.tick().await;
+                            sleep_until(due).await;
+                            let now = Instant::now();
+                            due = if now > due + fanout::MAX_LAG.max(per_room_period * 2) {
+                                now
+                            } else {
+                                due
+                            } + per_room_period;
                             seq += 1;
                             let set = format!(
                                 r#"{{"method":"set","project_id":"{project}","name":"☁ v","value":"{seq}.{}"}}"#,
