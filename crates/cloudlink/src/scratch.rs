@@ -639,11 +639,8 @@ pub(crate) fn apply(
             });
         }
     }
-    // Not even made without a log: this runs for every set.
     let keep = server.settings().history;
-    if keep > 0 {
-        history::record(&mut room.log, keep, user, method, name, value, new_name);
-    }
+    history::record(&mut room.log, keep, user, method, name, value, new_name);
     state.mark_dirty(room_id);
     if matches!(method, "set" | "create") {
         server.metrics().set_accepted();

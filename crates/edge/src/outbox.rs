@@ -136,7 +136,7 @@ struct State {
     end: Option<End>,
     /// The shared frames this connection follows (chat lines of the server
     /// it watches, say).
-    feed: Option<Arc<dyn Source>>,
+    source: Option<Arc<dyn Source>>,
     /// The writer's task, registered while it waits for work.
     waker: Option<Waker>,
 }
@@ -242,7 +242,7 @@ impl Outbox {
         // into an empty queue has to wake it; skipping the rest matters when one
         // broadcast pushes into thousands of outboxes.
         let wake = state.queue.is_empty();
-        let after = state.feed.as_ref().map_or(0, |feed| feed.head());
+        let after = state.source.as_ref().map_or(0, |source| source.head());
         let outcome = if state.queue.len() < self.capacity as usize {
             state.queue.push_back(Queued { after, frame });
             Pushed::Queued
@@ -285,28 +285,28 @@ impl Outbox {
         Pushed::Overflowed
     }
 
-    /// Starts sending `feed`'s frames from its current end on; what is
+    /// Starts sending `source`'s frames from its current end on; what is
     /// already queued goes out before any of them.
-    pub fn follow(&self, feed: Arc<dyn Source>) {
+    pub fn follow(&self, source: Arc<dyn Source>) {
         let mut state = self.state();
         for queued in &mut state.queue {
             queued.after = 0;
         }
-        self.cursor.store(feed.head(), Ordering::Relaxed);
+        self.cursor.store(source.head(), Ordering::Relaxed);
         // A writer already waiting registered with no source: register it now,
         // or a source that wakes its followers itself would never wake it.
         if let Some(waker) = &state.waker {
-            feed.wake_on_change(self.follower_key(), waker);
+            source.wake_on_change(self.follower_key(), waker);
         }
-        if let Some(old) = state.feed.replace(feed) {
+        if let Some(old) = state.source.replace(source) {
             old.forget_follower(self.follower_key());
         }
     }
 
-    /// Stops sending chat lines (the client left the server).
+    /// Stops following its source (the client left the server or project).
     pub fn unfollow(&self) {
-        if let Some(feed) = self.state().feed.take() {
-            feed.forget_follower(self.follower_key());
+        if let Some(source) = self.state().source.take() {
+            source.forget_follower(self.follower_key());
         }
     }
 
@@ -371,7 +371,7 @@ impl Outbox {
             return Poll::Ready(Next::Close(close.clone()));
         }
         let cursor = self.cursor.load(Ordering::Relaxed);
-        let unread = |state: &State| state.feed.as_ref().is_some_and(|f| f.head() != cursor);
+        let unread = |state: &State| state.source.as_ref().is_some_and(|f| f.head() != cursor);
         if !state.queue.is_empty() || unread(&state) {
             return Poll::Ready(Next::Frames(self.take(&mut state, out)));
         }
@@ -385,8 +385,8 @@ impl Outbox {
         {
             state.waker = Some(cx.waker().clone());
         }
-        if let Some(feed) = &state.feed {
-            feed.wake_on_change(self.follower_key(), cx.waker());
+        if let Some(source) = &state.source {
+            source.wake_on_change(self.follower_key(), cx.waker());
         }
         self.parked.store(true, Ordering::SeqCst);
         // As in `next`: a line published meanwhile must not wait for the next.
@@ -408,15 +408,15 @@ impl Outbox {
             keep_latest_of_each_key(&mut state.queue);
         }
         let mut frames = state.queue.len();
-        let feed = state.feed.as_deref();
+        let source = state.source.as_deref();
         for queued in state.queue.drain(..) {
-            if let Some(feed) = feed {
-                frames += feed.copy_into(&mut cursor, queued.after, self.deflate, out);
+            if let Some(source) = source {
+                frames += source.copy_into(&mut cursor, queued.after, self.deflate, out);
             }
             out.extend_from_slice(queued.frame.wire.for_client(self.deflate));
         }
-        if let Some(feed) = feed {
-            frames += feed.copy_into(&mut cursor, u64::MAX, self.deflate, out);
+        if let Some(source) = source {
+            frames += source.copy_into(&mut cursor, u64::MAX, self.deflate, out);
         }
         self.cursor.store(cursor, Ordering::Relaxed);
         // Most connections sit idle after a few frames: they should not keep
@@ -426,18 +426,20 @@ impl Outbox {
     }
 }
 
-/// Wakes the writer waiting on this state, if one is, after letting go of the
-/// lock (so the writer does not wake only to wait for it).
+/// What the outbox followed forgets it, so a source never keeps the waker of
+/// a writer that is gone.
 impl Drop for Outbox {
     fn drop(&mut self) {
         let key = self.follower_key();
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(feed) = state.feed.take() {
-            feed.forget_follower(key);
+        if let Some(source) = state.source.take() {
+            source.forget_follower(key);
         }
     }
 }
 
+/// Wakes the writer waiting on this state, if one is, after letting go of the
+/// lock (so the writer does not wake only to wait for it).
 fn wake_writer(mut state: std::sync::MutexGuard<'_, State>) {
     let waker = state.waker.take();
     drop(state);

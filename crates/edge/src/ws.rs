@@ -209,32 +209,13 @@ pub fn text_frame(text: &str) -> Wire {
 /// assert_eq!(&medium[..], &edge::ws::text_frame(&"a".repeat(300))[..]);
 /// ```
 pub fn text_frame_with(write: impl FnOnce(&mut Vec<u8>)) -> Wire {
-    /// The longest header: 2 bytes and an 8-byte length.
-    const ROOM: usize = 10;
+    // Room for the longest header in front; the header goes at its end.
     let mut buffer = Vec::with_capacity(128);
-    buffer.resize(ROOM, 0);
+    buffer.resize(MAX_HEADER, 0);
     write(&mut buffer);
-    let len = buffer.len() - ROOM;
-    let mut header = [0u8; ROOM];
-    header[0] = 0x80 | OP_TEXT;
-    let header_len = match len {
-        n if n < 126 => {
-            header[1] = n as u8;
-            2
-        }
-        n if n <= usize::from(u16::MAX) => {
-            header[1] = 126;
-            header[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-            4
-        }
-        n => {
-            header[1] = 127;
-            header[2..10].copy_from_slice(&(n as u64).to_be_bytes());
-            10
-        }
-    };
-    let start = ROOM - header_len;
-    buffer[start..ROOM].copy_from_slice(&header[..header_len]);
+    let (header, header_len) = header(OP_TEXT, buffer.len() - MAX_HEADER);
+    let start = MAX_HEADER - header_len;
+    buffer[start..MAX_HEADER].copy_from_slice(&header[..header_len]);
     let mut plain = Bytes::from(buffer);
     plain.advance(start);
     Wire::new(plain)
@@ -328,21 +309,38 @@ pub fn close_frame(code: u16, reason: &str) -> Wire {
 }
 
 fn frame(opcode: u8, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(payload.len() + 10);
-    out.put_u8(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.put_u8(n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.put_u8(126);
-            out.put_u16(n as u16);
-        }
-        n => {
-            out.put_u8(127);
-            out.put_u64(n as u64);
-        }
-    }
+    let (header, header_len) = header(opcode, payload.len());
+    let mut out = BytesMut::with_capacity(header_len + payload.len());
+    out.put_slice(&header[..header_len]);
     out.put_slice(payload);
     out.freeze()
+}
+
+/// The longest header of an unmasked frame: 2 bytes and an 8-byte length.
+const MAX_HEADER: usize = 10;
+
+/// The header of a whole, unmasked frame with a payload of `len` bytes, and
+/// how many of the bytes it uses.
+fn header(opcode: u8, len: usize) -> ([u8; MAX_HEADER], usize) {
+    let mut header = [0u8; MAX_HEADER];
+    header[0] = 0x80 | opcode;
+    let used = match len {
+        n if n < 126 => {
+            header[1] = n as u8;
+            2
+        }
+        n if n <= usize::from(u16::MAX) => {
+            header[1] = 126;
+            header[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            4
+        }
+        n => {
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+            10
+        }
+    };
+    (header, used)
 }
 
 /// The payload of one whole, unmasked frame made by this module (a server
